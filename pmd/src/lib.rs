@@ -1,0 +1,17 @@
+//! `pmd`: everything that touches memory, cores and packet I/O.
+//!
+//! This crate is the dataplane's floor. It owns packet memory (hugepage regions placed on the
+//! right NUMA node, a fixed buffer pool with per-core caches), the burst rings that join cores
+//! and processes, the `Port` trait behind which every packet source and sink sits (pcap files,
+//! an in-memory port for benchmarks, and later memif, AF_PACKET and DPDK), and core pinning and
+//! the TSC clock. It is the only crate of the workspace with real `unsafe`; every block says why
+//! it is sound. Nothing here knows about protocols: that is the `dataplane` crate's business.
+
+pub mod cpu;
+pub mod mbuf;
+pub mod mem;
+pub mod pool;
+pub mod ring;
+
+pub use mbuf::{Burst, Mbuf, BURST_MAX};
+pub use pool::{Pool, PoolCache, PoolConfig};

@@ -1,0 +1,538 @@
+//! Packet buffers (`Mbuf`) and fixed-size bursts of them.
+//!
+//! Each buffer is a slot in a pool's region: a 128-byte header (one cache line of engine
+//! metadata, one of stage metadata), then headroom (so a stage can prepend a VLAN tag or an
+//! encapsulation without copying), then the data room. An [`Mbuf`] is an owning handle: a
+//! pointer to its header, movable between threads, never copied. Its 32-bit *handle* (pool id
+//! and slot index) is what travels through rings, so rings never hold pointers.
+//!
+//! Dropping an `Mbuf` returns it to its pool through the pool's shared ring: correct, but the
+//! slow way. The packet path frees whole bursts into the worker's [`crate::pool::PoolCache`].
+//!
+//! A [`Burst`] is a fixed array of up to [`BURST_MAX`] buffers owned by the caller and reused
+//! for every burst (DPDK's `mbuf_table`, VPP's vector): no `Vec` is built per burst.
+
+use std::mem::MaybeUninit;
+use std::ptr::NonNull;
+
+use crate::pool;
+use crate::ring::{self, Consumer, Producer, RingError};
+
+/// Bytes of header before each buffer's headroom.
+pub const HDR_SIZE: usize = 128;
+/// Largest burst a [`Burst`] holds.
+pub const BURST_MAX: usize = 256;
+
+/// Bits of a handle that index the slot; the rest name the pool.
+pub(crate) const INDEX_BITS: u32 = 24;
+pub(crate) const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+
+/// The per-buffer header. Line 0 is the engine's, line 1 ([`Mbuf::meta`]) belongs to stages.
+#[repr(C, align(64))]
+pub(crate) struct MbufHdr {
+    pub(crate) handle: u32,
+    pub(crate) data_off: u16,
+    pub(crate) data_len: u16,
+    pub(crate) buf_len: u16,
+    pub(crate) port: u16,
+    pub(crate) queue: u16,
+    pub(crate) flags: u16,
+    pub(crate) flow_hash: u32,
+    pub(crate) orig_len: u32,
+    pub(crate) seq: u64,
+    pub(crate) timestamp: u64,
+    pub(crate) _pad: [u64; 3],
+    pub(crate) meta: [u64; 8],
+}
+
+const _: () = assert!(std::mem::size_of::<MbufHdr>() == HDR_SIZE);
+
+/// Flag: `flow_hash` holds a valid symmetric flow hash.
+pub const FLAG_HASH_VALID: u16 = 1;
+
+/// An owned packet buffer.
+pub struct Mbuf(NonNull<MbufHdr>);
+
+// SAFETY: an Mbuf is the unique owner of its slot; moving it to another thread moves that
+// ownership. The slot memory lives as long as its pool (pools leak their region rather than
+// unmap it while buffers are out).
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    #[inline(always)]
+    fn hdr(&self) -> &MbufHdr {
+        // SAFETY: self owns a live slot whose header was initialised by the pool.
+        unsafe { self.0.as_ref() }
+    }
+
+    #[inline(always)]
+    fn hdr_mut(&mut self) -> &mut MbufHdr {
+        // SAFETY: as for `hdr`, and `&mut self` gives exclusive access.
+        unsafe { self.0.as_mut() }
+    }
+
+    #[inline(always)]
+    fn room(&self) -> *mut u8 {
+        // SAFETY: the room follows the header inside the same slot.
+        unsafe { self.0.as_ptr().cast::<u8>().add(HDR_SIZE) }
+    }
+
+    /// Wraps a raw slot pointer.
+    ///
+    /// # Safety
+    /// `p` must point at an initialised header of a slot that nobody else owns.
+    #[inline(always)]
+    pub(crate) unsafe fn from_raw(p: NonNull<MbufHdr>) -> Mbuf {
+        Mbuf(p)
+    }
+
+    /// The packet bytes.
+    #[inline(always)]
+    pub fn data(&self) -> &[u8] {
+        let h = self.hdr();
+        // SAFETY: data_off + data_len <= buf_len is an invariant kept by every setter.
+        unsafe {
+            std::slice::from_raw_parts(self.room().add(h.data_off as usize), h.data_len as usize)
+        }
+    }
+
+    /// The packet bytes, writable.
+    #[inline(always)]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let (off, len) = (self.hdr().data_off as usize, self.hdr().data_len as usize);
+        // SAFETY: as for `data`; `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.room().add(off), len) }
+    }
+
+    /// Packet length in bytes.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.hdr().data_len as usize
+    }
+
+    /// True for a zero-length packet.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.hdr().data_len == 0
+    }
+
+    /// Free bytes before the packet.
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        self.hdr().data_off as usize
+    }
+
+    /// Free bytes after the packet.
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        let h = self.hdr();
+        h.buf_len as usize - h.data_off as usize - h.data_len as usize
+    }
+
+    /// Sets the packet length (bytes after the start); false if it does not fit the room.
+    #[inline]
+    pub fn set_len(&mut self, len: usize) -> bool {
+        let h = self.hdr_mut();
+        if h.data_off as usize + len > h.buf_len as usize {
+            return false;
+        }
+        h.data_len = len as u16;
+        true
+    }
+
+    /// Grows the packet at the front by `n` bytes and returns the new front bytes.
+    #[inline]
+    pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        let h = self.hdr_mut();
+        if n > h.data_off as usize {
+            return None;
+        }
+        h.data_off -= n as u16;
+        h.data_len += n as u16;
+        Some(&mut self.data_mut()[..n])
+    }
+
+    /// Removes `n` bytes from the front; false if the packet is shorter.
+    #[inline]
+    pub fn adj(&mut self, n: usize) -> bool {
+        let h = self.hdr_mut();
+        if n > h.data_len as usize {
+            return false;
+        }
+        h.data_off += n as u16;
+        h.data_len -= n as u16;
+        true
+    }
+
+    /// Grows the packet at the end by `n` bytes and returns them.
+    #[inline]
+    pub fn append(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > self.tailroom() {
+            return None;
+        }
+        let old = self.len();
+        self.hdr_mut().data_len += n as u16;
+        Some(&mut self.data_mut()[old..])
+    }
+
+    /// Removes `n` bytes from the end; false if the packet is shorter.
+    #[inline]
+    pub fn trim(&mut self, n: usize) -> bool {
+        let h = self.hdr_mut();
+        if n > h.data_len as usize {
+            return false;
+        }
+        h.data_len -= n as u16;
+        true
+    }
+
+    /// Replaces the packet with `bytes` (starting after the default headroom kept as is);
+    /// false if they do not fit.
+    #[inline]
+    pub fn copy_from(&mut self, bytes: &[u8]) -> bool {
+        if !self.set_len(bytes.len()) {
+            return false;
+        }
+        self.data_mut().copy_from_slice(bytes);
+        true
+    }
+
+    /// Capacity of headroom plus data room.
+    #[inline]
+    pub fn buf_len(&self) -> usize {
+        self.hdr().buf_len as usize
+    }
+
+    /// Input port.
+    #[inline(always)]
+    pub fn port(&self) -> u16 {
+        self.hdr().port
+    }
+    /// Sets the input port.
+    #[inline(always)]
+    pub fn set_port(&mut self, p: u16) {
+        self.hdr_mut().port = p;
+    }
+    /// Input queue.
+    #[inline(always)]
+    pub fn queue(&self) -> u16 {
+        self.hdr().queue
+    }
+    /// Sets the input queue.
+    #[inline(always)]
+    pub fn set_queue(&mut self, q: u16) {
+        self.hdr_mut().queue = q;
+    }
+    /// Symmetric flow hash, if one was computed.
+    #[inline(always)]
+    pub fn flow_hash(&self) -> Option<u32> {
+        let h = self.hdr();
+        (h.flags & FLAG_HASH_VALID != 0).then_some(h.flow_hash)
+    }
+    /// Records the flow hash.
+    #[inline(always)]
+    pub fn set_flow_hash(&mut self, hash: u32) {
+        let h = self.hdr_mut();
+        h.flow_hash = hash;
+        h.flags |= FLAG_HASH_VALID;
+    }
+    /// Receive (or capture) timestamp, nanoseconds.
+    #[inline(always)]
+    pub fn timestamp(&self) -> u64 {
+        self.hdr().timestamp
+    }
+    /// Sets the timestamp.
+    #[inline(always)]
+    pub fn set_timestamp(&mut self, ns: u64) {
+        self.hdr_mut().timestamp = ns;
+    }
+    /// Input sequence number (order of arrival at the dataplane; used to keep replay output
+    /// in input order when several cores process a capture).
+    #[inline(always)]
+    pub fn seq(&self) -> u64 {
+        self.hdr().seq
+    }
+    /// Sets the sequence number.
+    #[inline(always)]
+    pub fn set_seq(&mut self, seq: u64) {
+        self.hdr_mut().seq = seq;
+    }
+    /// Original length on the wire (may exceed `len()` for a snaplen-cut capture).
+    #[inline(always)]
+    pub fn orig_len(&self) -> u32 {
+        self.hdr().orig_len
+    }
+    /// Sets the original length.
+    #[inline(always)]
+    pub fn set_orig_len(&mut self, l: u32) {
+        self.hdr_mut().orig_len = l;
+    }
+    /// The stage metadata cache line (64 bytes, zeroed on allocation).
+    #[inline(always)]
+    pub fn meta(&self) -> &[u64; 8] {
+        &self.hdr().meta
+    }
+    /// The stage metadata, writable.
+    #[inline(always)]
+    pub fn meta_mut(&mut self) -> &mut [u64; 8] {
+        &mut self.hdr_mut().meta
+    }
+
+    /// This buffer's 32-bit handle (pool id and slot).
+    #[inline(always)]
+    pub fn handle(&self) -> u32 {
+        self.hdr().handle
+    }
+
+    /// Gives up ownership and returns the handle (to pass through a ring).
+    #[inline(always)]
+    pub fn into_handle(self) -> u32 {
+        let h = self.handle();
+        std::mem::forget(self);
+        h
+    }
+
+    /// Takes ownership of the buffer named by `handle`.
+    ///
+    /// # Safety
+    /// `handle` must come from [`Mbuf::into_handle`] (or a pool) of a live pool in this process,
+    /// and ownership must be transferred: nobody else may use the handle afterwards.
+    #[inline(always)]
+    pub unsafe fn from_handle(handle: u32) -> Mbuf {
+        // SAFETY: forwarded to the caller.
+        unsafe { pool::mbuf_from_handle(handle) }
+    }
+
+    /// Address of the header (for prefetching).
+    #[inline(always)]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.0.as_ptr().cast()
+    }
+
+    /// Prefetches the first data cache line (for the next few packets of a burst).
+    #[inline(always)]
+    pub fn prefetch_data(&self) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetch is a hint and never faults; the address is inside the slot.
+        unsafe {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch(
+                self.room().add(self.hdr().data_off as usize).cast::<i8>(),
+                _MM_HINT_T0,
+            );
+        }
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        pool::free_slow(self.handle());
+    }
+}
+
+impl std::fmt::Debug for Mbuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mbuf")
+            .field("handle", &self.handle())
+            .field("len", &self.len())
+            .field("port", &self.port())
+            .finish()
+    }
+}
+
+/// A caller-owned array of up to [`BURST_MAX`] buffers, reused burst after burst.
+pub struct Burst {
+    len: usize,
+    bufs: [MaybeUninit<Mbuf>; BURST_MAX],
+}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Burst {
+    /// An empty burst.
+    pub fn new() -> Burst {
+        Burst {
+            len: 0,
+            bufs: [const { MaybeUninit::uninit() }; BURST_MAX],
+        }
+    }
+
+    /// Number of buffers held.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True when empty.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Room left.
+    #[inline(always)]
+    pub fn room(&self) -> usize {
+        BURST_MAX - self.len
+    }
+
+    /// Appends a buffer, or gives it back when full.
+    #[inline(always)]
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        if self.len == BURST_MAX {
+            return Err(m);
+        }
+        self.bufs[self.len].write(m);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Removes the last buffer.
+    #[inline(always)]
+    pub fn pop(&mut self) -> Option<Mbuf> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        // SAFETY: slot `len` was initialised and is now outside the live range.
+        Some(unsafe { self.bufs[self.len].assume_init_read() })
+    }
+
+    /// The buffers.
+    #[inline(always)]
+    pub fn as_slice(&self) -> &[Mbuf] {
+        // SAFETY: the first `len` slots are initialised; MaybeUninit<T> has T's layout.
+        unsafe { std::slice::from_raw_parts(self.bufs.as_ptr().cast(), self.len) }
+    }
+
+    /// The buffers, writable.
+    #[inline(always)]
+    pub fn as_mut_slice(&mut self) -> &mut [Mbuf] {
+        // SAFETY: as for `as_slice`, with exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.bufs.as_mut_ptr().cast(), self.len) }
+    }
+
+    /// Visits every buffer in order, handing over ownership; buffers `f` gives back stay (in
+    /// order, compacted at the front), the others are the closure's to keep or free.
+    #[inline]
+    pub fn retain_owned(&mut self, mut f: impl FnMut(usize, Mbuf) -> Option<Mbuf>) {
+        let n = self.len;
+        // Panic safety: if `f` panics the not-yet-visited buffers leak (never double-free).
+        self.len = 0;
+        let mut kept = 0;
+        for i in 0..n {
+            // SAFETY: slot i < n was initialised and is read exactly once.
+            let m = unsafe { self.bufs[i].assume_init_read() };
+            if let Some(m) = f(i, m) {
+                self.bufs[kept].write(m);
+                kept += 1;
+                self.len = kept;
+            }
+        }
+    }
+
+    /// Removes the first `n` buffers without freeing them (their ownership has moved on).
+    #[inline]
+    pub(crate) fn forget_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        let rest = self.len - n;
+        // SAFETY: moves initialised slots [n, len) to [0, rest); the first n are forgotten
+        // (their owner is elsewhere now), so nothing is dropped twice.
+        unsafe {
+            let p = self.bufs.as_mut_ptr();
+            std::ptr::copy(p.add(n), p, rest);
+        }
+        self.len = rest;
+    }
+
+    /// Takes the first `n` buffers out as handles (written to `out`), giving up ownership.
+    pub(crate) fn handles_into(&self, out: &mut [u32]) -> usize {
+        let n = out.len().min(self.len);
+        for (o, m) in out.iter_mut().zip(self.as_slice()) {
+            *o = m.handle();
+        }
+        n
+    }
+
+    /// Drops every buffer (slow path: each goes back to its pool's shared ring).
+    pub fn clear(&mut self) {
+        while self.pop().is_some() {}
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// The producing end of a ring of buffers (handles inside, ownership moves with them).
+pub struct BufProducer<const MULTI: bool>(Producer<MULTI>);
+/// The consuming end of a ring of buffers.
+pub struct BufConsumer<const MULTI: bool>(Consumer<MULTI>);
+
+impl Clone for BufProducer<true> {
+    fn clone(&self) -> Self {
+        BufProducer(self.0.clone())
+    }
+}
+
+/// A single-producer single-consumer ring of buffers.
+pub fn buf_spsc(capacity: u32) -> Result<(BufProducer<false>, BufConsumer<false>), RingError> {
+    let (p, c) = ring::spsc(capacity)?;
+    Ok((BufProducer(p), BufConsumer(c)))
+}
+
+/// A multi-producer single-consumer ring of buffers.
+pub fn buf_mpsc(capacity: u32) -> Result<(BufProducer<true>, BufConsumer<false>), RingError> {
+    let (p, c) = ring::mpsc(capacity)?;
+    Ok((BufProducer(p), BufConsumer(c)))
+}
+
+impl<const M: bool> BufProducer<M> {
+    /// Moves as many buffers as fit from the front of `burst` into the ring; returns how many.
+    #[inline]
+    pub fn enqueue(&self, burst: &mut Burst) -> usize {
+        let mut hs = [0u32; BURST_MAX];
+        let n = burst.handles_into(&mut hs);
+        let k = self.0.enqueue_burst(&hs[..n]);
+        burst.forget_front(k);
+        k
+    }
+
+    /// Free slots (a snapshot).
+    pub fn free_count(&self) -> usize {
+        self.0.free_count()
+    }
+}
+
+impl<const M: bool> BufConsumer<M> {
+    /// Appends up to `max` buffers from the ring to `burst`; returns how many came.
+    #[inline]
+    pub fn dequeue(&self, burst: &mut Burst, max: usize) -> usize {
+        let mut hs = [0u32; BURST_MAX];
+        let want = max.min(burst.room());
+        let k = self.0.dequeue_burst(&mut hs[..want]);
+        for &h in &hs[..k] {
+            // SAFETY: only `BufProducer::enqueue` fills this ring, with handles of live buffers
+            // whose ownership it gave up; each handle is dequeued exactly once.
+            let m = unsafe { Mbuf::from_handle(h) };
+            if let Err(m) = burst.push(m) {
+                // Unreachable: `want` <= room. Free rather than leak.
+                drop(m);
+            }
+        }
+        k
+    }
+
+    /// Buffers queued (a snapshot).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
