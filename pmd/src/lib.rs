@@ -10,7 +10,9 @@
 pub mod cpu;
 pub mod mbuf;
 pub mod mem;
+pub mod pcap;
 pub mod pool;
+pub mod port;
 pub mod ring;
 
 pub use mbuf::{Burst, Mbuf, BURST_MAX};

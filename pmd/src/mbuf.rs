@@ -38,14 +38,19 @@ pub(crate) struct MbufHdr {
     pub(crate) queue: u16,
     pub(crate) flags: u16,
     pub(crate) flow_hash: u32,
-    pub(crate) orig_len: u32,
+    pub(crate) snap_cut: u32,
     pub(crate) seq: u64,
     pub(crate) timestamp: u64,
-    pub(crate) _pad: [u64; 3],
+    pub(crate) egress: u16,
+    pub(crate) _pad16: [u16; 3],
+    pub(crate) _pad: [u64; 2],
     pub(crate) meta: [u64; 8],
 }
 
 const _: () = assert!(std::mem::size_of::<MbufHdr>() == HDR_SIZE);
+
+/// [`Mbuf::egress`] when no stage has chosen an egress port.
+pub const NO_EGRESS: u16 = u16::MAX;
 
 /// Flag: `flow_hash` holds a valid symmetric flow hash.
 pub const FLAG_HASH_VALID: u16 = 1;
@@ -213,6 +218,17 @@ impl Mbuf {
     pub fn set_port(&mut self, p: u16) {
         self.hdr_mut().port = p;
     }
+    /// Egress port chosen by a stage, taken when the packet reaches the end of the chain
+    /// (`NO_EGRESS` when none was chosen).
+    #[inline(always)]
+    pub fn egress(&self) -> u16 {
+        self.hdr().egress
+    }
+    /// Chooses the egress port.
+    #[inline(always)]
+    pub fn set_egress(&mut self, p: u16) {
+        self.hdr_mut().egress = p;
+    }
     /// Input queue.
     #[inline(always)]
     pub fn queue(&self) -> u16 {
@@ -257,15 +273,16 @@ impl Mbuf {
     pub fn set_seq(&mut self, seq: u64) {
         self.hdr_mut().seq = seq;
     }
-    /// Original length on the wire (may exceed `len()` for a snaplen-cut capture).
+    /// Bytes of the original frame missing from the buffer (a capture cut short by its
+    /// snaplen); written back as the record's original length when the packet is captured.
     #[inline(always)]
-    pub fn orig_len(&self) -> u32 {
-        self.hdr().orig_len
+    pub fn snap_cut(&self) -> u32 {
+        self.hdr().snap_cut
     }
-    /// Sets the original length.
+    /// Sets the missing byte count.
     #[inline(always)]
-    pub fn set_orig_len(&mut self, l: u32) {
-        self.hdr_mut().orig_len = l;
+    pub fn set_snap_cut(&mut self, n: u32) {
+        self.hdr_mut().snap_cut = n;
     }
     /// The stage metadata cache line (64 bytes, zeroed on allocation).
     #[inline(always)]

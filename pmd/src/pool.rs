@@ -130,7 +130,8 @@ impl PoolCore {
         h.queue = 0;
         h.seq = 0;
         h.timestamp = 0;
-        h.orig_len = 0;
+        h.snap_cut = 0;
+        h.egress = crate::mbuf::NO_EGRESS;
         h.meta = [0; 8];
     }
 }
@@ -230,8 +231,8 @@ impl Pool {
             name: cfg.name.clone(),
             source,
         };
-        let region = Region::new(stride * cfg.count as usize, cfg.numa_node, cfg.huge)
-            .map_err(mem_err)?;
+        let region =
+            Region::new(stride * cfg.count as usize, cfg.numa_node, cfg.huge).map_err(mem_err)?;
         let ring_cap = (cfg.count + 1).next_power_of_two().max(2);
         let ring_region = Region::new(RingMem::bytes_needed(ring_cap), cfg.numa_node, cfg.huge)
             .map_err(mem_err)?;
@@ -284,10 +285,12 @@ impl Pool {
                         queue: 0,
                         flags: 0,
                         flow_hash: 0,
-                        orig_len: 0,
+                        snap_cut: 0,
                         seq: 0,
                         timestamp: 0,
-                        _pad: [0; 3],
+                        egress: crate::mbuf::NO_EGRESS,
+                        _pad16: [0; 3],
+                        _pad: [0; 2],
                         meta: [0; 8],
                     });
                 }
@@ -549,7 +552,10 @@ mod tests {
         m.meta_mut()[0] = 1;
         c.free(m);
         let m = c.alloc().unwrap();
-        assert_eq!((m.len(), m.port(), m.flow_hash(), m.meta()[0]), (0, 0, None, 0));
+        assert_eq!(
+            (m.len(), m.port(), m.flow_hash(), m.meta()[0]),
+            (0, 0, None, 0)
+        );
         c.free(m);
     }
 

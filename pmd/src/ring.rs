@@ -215,7 +215,9 @@ impl RingMem {
                 return 0;
             }
             cached_free.set(free - n);
-            self.prod.head.store(head.wrapping_add(n), Ordering::Relaxed);
+            self.prod
+                .head
+                .store(head.wrapping_add(n), Ordering::Relaxed);
             (head, n)
         };
         for (i, &item) in items[..n as usize].iter().enumerate() {
@@ -224,8 +226,9 @@ impl RingMem {
         }
         if MULTI {
             // Wait for producers that reserved slots before us to publish theirs.
+            let mut spins = 0u32;
             while self.prod.tail.load(Ordering::Relaxed) != head {
-                std::hint::spin_loop();
+                spin_wait(&mut spins);
             }
         }
         self.prod
@@ -239,7 +242,11 @@ impl RingMem {
     /// # Safety
     /// When `MULTI` is false, no other thread or process may dequeue from this ring concurrently.
     #[inline]
-    pub unsafe fn dequeue<const MULTI: bool>(&self, out: &mut [u32], cached_avail: &Cell<u32>) -> u32 {
+    pub unsafe fn dequeue<const MULTI: bool>(
+        &self,
+        out: &mut [u32],
+        cached_avail: &Cell<u32>,
+    ) -> u32 {
         let want = out.len().min(u32::MAX as usize) as u32;
         if want == 0 {
             return 0;
@@ -276,21 +283,38 @@ impl RingMem {
                 return 0;
             }
             cached_avail.set(avail - n);
-            self.cons.head.store(head.wrapping_add(n), Ordering::Relaxed);
+            self.cons
+                .head
+                .store(head.wrapping_add(n), Ordering::Relaxed);
             (head, n)
         };
         for (i, o) in out[..n as usize].iter_mut().enumerate() {
-            *o = self.slot(head.wrapping_add(i as u32)).load(Ordering::Relaxed);
+            *o = self
+                .slot(head.wrapping_add(i as u32))
+                .load(Ordering::Relaxed);
         }
         if MULTI {
+            let mut spins = 0u32;
             while self.cons.tail.load(Ordering::Relaxed) != head {
-                std::hint::spin_loop();
+                spin_wait(&mut spins);
             }
         }
         self.cons
             .tail
             .store(head.wrapping_add(n), Ordering::Release);
         n
+    }
+}
+
+/// Waits for another producer (or consumer) to publish. Spins briefly, then yields: if that
+/// thread was preempted mid-burst (more threads than cores), spinning would only delay it.
+#[inline]
+fn spin_wait(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 256 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
     }
 }
 

@@ -1,0 +1,147 @@
+//! The `Port` trait: the one interface behind which every packet source and sink sits.
+//!
+//! Stages never see a port; the engine's workers poll ports for bursts and hand bursts back to
+//! them. A pcap file, the benchmark's null port, and (in their own modules) memif, AF_PACKET and
+//! DPDK ethdev are all ports, so the offline path is the online path.
+//!
+//! Bursts are caller-owned arrays ([`Burst`]): `rx_burst` appends freshly filled buffers
+//! allocated from the caller's pool cache, `tx_burst` takes buffers from the front and frees
+//! them into the cache once sent. A port that cannot take a packet (a full TX ring) leaves it in
+//! the burst for the caller to retry or drop; a port that drops a packet itself counts it under
+//! a [`PortDrop`] reason. So the counters always balance.
+
+use crate::mbuf::Burst;
+use crate::pool::PoolCache;
+
+pub mod null;
+pub mod pcap;
+
+/// Why a port dropped a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PortDrop {
+    /// The pool had no free buffer for a received packet.
+    RxNoBuffer,
+    /// A received packet was longer than a buffer's data room.
+    RxOversize,
+    /// The transmit side failed to write the packet.
+    TxError,
+}
+
+impl PortDrop {
+    /// Number of reasons.
+    pub const COUNT: usize = 3;
+    /// All reasons, in counter order.
+    pub const ALL: [PortDrop; Self::COUNT] = [
+        PortDrop::RxNoBuffer,
+        PortDrop::RxOversize,
+        PortDrop::TxError,
+    ];
+
+    /// Stable name for counters and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            PortDrop::RxNoBuffer => "rx_no_buffer",
+            PortDrop::RxOversize => "rx_oversize",
+            PortDrop::TxError => "tx_error",
+        }
+    }
+}
+
+/// Port counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Packets handed to the dataplane.
+    pub rx_packets: u64,
+    /// Their bytes.
+    pub rx_bytes: u64,
+    /// Packets accepted for transmission.
+    pub tx_packets: u64,
+    /// Their bytes.
+    pub tx_bytes: u64,
+    /// Drops by [`PortDrop`] reason.
+    pub drops: [u64; PortDrop::COUNT],
+}
+
+impl PortStats {
+    /// Counts a drop.
+    #[inline]
+    pub fn drop_one(&mut self, why: PortDrop) {
+        self.drops[why as usize] += 1;
+    }
+
+    /// Total drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+/// A fatal port error (the port cannot go on).
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The pcap file is broken.
+    #[error(transparent)]
+    Pcap(#[from] crate::pcap::PcapError),
+    /// Any other I/O failure.
+    #[error("port {port}: {msg}")]
+    Other {
+        /// Port name.
+        port: String,
+        /// What happened.
+        msg: String,
+    },
+}
+
+/// A packet source and/or sink, polled by one worker thread at a time.
+pub trait Port: Send {
+    /// The port's name (from the configuration).
+    fn name(&self) -> &str;
+
+    /// Number of receive queues.
+    fn rx_queues(&self) -> u16 {
+        1
+    }
+
+    /// Number of transmit queues.
+    fn tx_queues(&self) -> u16 {
+        1
+    }
+
+    /// The port's MAC address.
+    fn mac(&self) -> [u8; 6] {
+        [0; 6]
+    }
+
+    /// Receives up to `max` packets into `burst` (appended), allocating buffers from `pool`.
+    /// Returns how many were appended.
+    fn rx_burst(
+        &mut self,
+        queue: u16,
+        pool: &mut PoolCache,
+        burst: &mut Burst,
+        max: usize,
+    ) -> Result<usize, PortError>;
+
+    /// Transmits packets from the front of `burst`. Every packet it takes is either sent or
+    /// counted as a port drop, and its buffer is freed into `pool`; returns how many it took.
+    /// Packets left in `burst` could not be taken now (the caller retries or drops them).
+    fn tx_burst(
+        &mut self,
+        queue: u16,
+        pool: &mut PoolCache,
+        burst: &mut Burst,
+    ) -> Result<usize, PortError>;
+
+    /// Pushes out anything buffered (files, batched doorbells).
+    fn flush(&mut self) -> Result<(), PortError> {
+        Ok(())
+    }
+
+    /// True once the port will never receive again (end of a capture file).
+    fn at_end(&self) -> bool {
+        false
+    }
+
+    /// Counters.
+    fn stats(&self) -> PortStats;
+}
