@@ -1,0 +1,388 @@
+//! From a validated [`Config`] to a running engine: ports opened, pool mapped, chain built.
+//!
+//! Kept apart from the command line so tests and benchmarks build engines exactly the way the
+//! binary does.
+
+use std::path::{Path, PathBuf};
+
+use pmd::mem::{numa_node_of_cpu, HugePolicy};
+use pmd::port::null::NullPort;
+use pmd::port::pcap::PcapPort;
+use pmd::port::Port;
+use pmd::{Pool, PoolConfig};
+
+use crate::config::{Config, HugeMode, LayoutMode, PortKind, StageConfig};
+use crate::engine::{ClockMode, Engine, EngineOptions, Layout, Report};
+use crate::stage::Stage;
+use crate::stages::{Forward, MacRewrite};
+
+/// Files given on the `replay` command line: `[PORT=]FILE`.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFiles {
+    /// `--in` arguments.
+    pub inputs: Vec<String>,
+    /// `--out` arguments.
+    pub outputs: Vec<String>,
+}
+
+/// Overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Worker cores.
+    pub workers: Option<Vec<usize>>,
+    /// Layout.
+    pub layout: Option<LayoutMode>,
+}
+
+/// An error building or running, with a message meant for a person.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+impl Config {
+    /// Applies command-line overrides (re-validating what they touch).
+    pub fn apply(&mut self, o: &Overrides) -> Result<(), BuildError> {
+        if let Some(w) = &o.workers {
+            let online = pmd::mem::online_cpus();
+            for c in w {
+                if !online.contains(c) {
+                    return Err(BuildError(format!(
+                        "--workers: core {c} is not online (online: {})",
+                        crate::config::cpu_list_string(&online)
+                    )));
+                }
+            }
+            if w.is_empty() {
+                return Err(BuildError("--workers: expected at least one core".into()));
+            }
+            self.workers = w.clone();
+        }
+        if let Some(l) = o.layout {
+            self.layout = l;
+        }
+        if self.layout == LayoutMode::Pipeline
+            && (self.segments.len() != self.workers.len()
+                || self.segments.iter().sum::<usize>() != self.stages.len())
+        {
+            self.segments = crate::config::even_segments(self.stages.len(), self.workers.len());
+        }
+        if self.layout == LayoutMode::RunToCompletion {
+            self.segments.clear();
+        }
+        Ok(())
+    }
+}
+
+fn split_arg(a: &str) -> (Option<&str>, &str) {
+    match a.split_once('=') {
+        Some((p, f)) if !p.is_empty() && !p.contains('/') => (Some(p), f),
+        _ => (None, a),
+    }
+}
+
+/// Decides which file each pcap port reads and writes in a replay.
+fn replay_paths(
+    cfg: &Config,
+    files: &ReplayFiles,
+) -> Result<Vec<(Option<PathBuf>, Option<PathBuf>)>, BuildError> {
+    let mut paths: Vec<(Option<PathBuf>, Option<PathBuf>)> = cfg
+        .ports
+        .iter()
+        .map(|p| match &p.kind {
+            PortKind::Pcap { input, output } => (input.clone(), output.clone()),
+            PortKind::Null { .. } => (None, None),
+        })
+        .collect();
+    for (args, order, is_in) in [
+        (&files.inputs, &cfg.replay_inputs, true),
+        (&files.outputs, &cfg.replay_outputs, false),
+    ] {
+        let flag = if is_in { "--in" } else { "--out" };
+        let mut k = 0;
+        for a in args {
+            let (port, file) = split_arg(a);
+            let id = match port {
+                Some(name) => cfg.port_id(name).ok_or_else(|| {
+                    BuildError(format!(
+                        "{flag} {a}: the configuration has no port named {name:?}"
+                    ))
+                })?,
+                None => {
+                    let id = *order.get(k).ok_or_else(|| {
+                        BuildError(format!(
+                            "{flag} {a}: the configuration ({}) maps {} {} port(s) ([replay] {}); name the port as PORT=FILE",
+                            cfg.file,
+                            order.len(),
+                            if is_in { "input" } else { "output" },
+                            if is_in { "inputs" } else { "outputs" }
+                        ))
+                    })?;
+                    k += 1;
+                    id
+                }
+            };
+            let p = &cfg.ports[id as usize];
+            if !matches!(p.kind, PortKind::Pcap { .. }) {
+                return Err(BuildError(format!(
+                    "{flag} {a}: port {} is not a pcap port",
+                    p.name
+                )));
+            }
+            let path = PathBuf::from(file);
+            if is_in {
+                paths[id as usize].0 = Some(path);
+            } else {
+                paths[id as usize].1 = Some(path);
+            }
+        }
+    }
+    Ok(paths)
+}
+
+/// Opens the ports. `files` is `Some` in replay.
+pub fn open_ports(
+    cfg: &Config,
+    files: Option<&ReplayFiles>,
+) -> Result<Vec<Box<dyn Port>>, BuildError> {
+    let paths = match files {
+        Some(f) => replay_paths(cfg, f)?,
+        None => cfg
+            .ports
+            .iter()
+            .map(|p| match &p.kind {
+                PortKind::Pcap { input, output } => (input.clone(), output.clone()),
+                PortKind::Null { .. } => (None, None),
+            })
+            .collect(),
+    };
+    let mut ports: Vec<Box<dyn Port>> = Vec::new();
+    for (i, (p, (input, output))) in cfg.ports.iter().zip(paths).enumerate() {
+        match &p.kind {
+            PortKind::Pcap { .. } => {
+                let port = PcapPort::open(&p.name, i as u16, input.as_deref(), output.as_deref())
+                    .map_err(|e| BuildError(format!("port {}: {e}", p.name)))?;
+                if let Some(t) = &port.scan_report().truncated {
+                    eprintln!(
+                        "warning: port {}: {t}; replaying the {} complete packets before it",
+                        p.name,
+                        port.scan_report().packets
+                    );
+                }
+                ports.push(Box::new(port));
+            }
+            PortKind::Null { packet_len, limit } => {
+                ports.push(Box::new(NullPort::new(
+                    &p.name,
+                    i as u16,
+                    *packet_len,
+                    *limit,
+                )));
+            }
+        }
+    }
+    Ok(ports)
+}
+
+/// Builds one instance of the chain.
+pub fn build_chain(cfg: &Config) -> Vec<Box<dyn Stage>> {
+    let macs: Vec<[u8; 6]> = cfg.ports.iter().map(|p| p.mac).collect();
+    cfg.stages
+        .iter()
+        .map(|s| -> Box<dyn Stage> {
+            match s {
+                StageConfig::Forward { routes } => Box::new(Forward::new(routes)),
+                StageConfig::MacRewrite { dst, src } => {
+                    Box::new(MacRewrite::new(*dst, *src, macs.clone()))
+                }
+            }
+        })
+        .collect()
+}
+
+/// Maps the pool.
+pub fn build_pool(cfg: &Config) -> Result<Pool, BuildError> {
+    Pool::new(&PoolConfig {
+        name: "packets".into(),
+        count: cfg.buffers,
+        data_room: cfg.data_room,
+        headroom: cfg.headroom,
+        numa_node: numa_node_of_cpu(cfg.workers[0]),
+        huge: match cfg.hugepages {
+            HugeMode::Prefer => HugePolicy::Prefer,
+            HugeMode::Require => HugePolicy::Require,
+            HugeMode::Never => HugePolicy::Never,
+        },
+    })
+    .map_err(|e| BuildError(e.to_string()))
+}
+
+/// Engine options for the configuration.
+pub fn engine_options(cfg: &Config, offline: bool) -> EngineOptions {
+    EngineOptions {
+        burst: cfg.burst,
+        worker_cores: cfg.workers.iter().map(|&c| Some(c)).collect(),
+        io_core: cfg.io_core,
+        layout: match cfg.layout {
+            LayoutMode::RunToCompletion => Layout::RunToCompletion,
+            LayoutMode::Pipeline => Layout::Pipeline {
+                segments: cfg.segments.clone(),
+            },
+        },
+        clock: if offline {
+            ClockMode::Capture
+        } else {
+            ClockMode::Tsc
+        },
+        offline,
+        ring_size: cfg.ring_size,
+    }
+}
+
+/// Runs a configuration to the end: a replay when `files` is given, online otherwise.
+pub fn run(
+    cfg: &Config,
+    files: Option<&ReplayFiles>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Report, BuildError> {
+    let ports = open_ports(cfg, files)?;
+    let pool = build_pool(cfg)?;
+    let engine = Engine::new(
+        ports,
+        pool,
+        Box::new(|_| build_chain(cfg)),
+        engine_options(cfg, files.is_some()),
+    )
+    .map_err(|e| BuildError(format!("{}: {e}", cfg.file)))?;
+    engine.run(stop).map_err(|e| BuildError(e.to_string()))
+}
+
+/// The resolved layout, as `dataplane check` prints it.
+pub fn describe(cfg: &Config) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "config: {}", cfg.file);
+    let _ = writeln!(
+        s,
+        "memory: {} buffers x {} B data room + {} B headroom, hugepages {} (2 MiB pages free now: {})",
+        cfg.buffers,
+        cfg.data_room,
+        cfg.headroom,
+        format!("{:?}", cfg.hugepages).to_lowercase(),
+        pmd::mem::hugepages_free().map_or("unknown".into(), |n| n.to_string())
+    );
+    let _ = writeln!(s, "ports:");
+    for (i, p) in cfg.ports.iter().enumerate() {
+        let m = p.mac;
+        let mac = format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        );
+        let what = match &p.kind {
+            PortKind::Pcap { input, output } => format!(
+                "pcap in={} out={}",
+                input
+                    .as_deref()
+                    .map_or("-".into(), |p: &Path| p.display().to_string()),
+                output
+                    .as_deref()
+                    .map_or("-".into(), |p: &Path| p.display().to_string())
+            ),
+            PortKind::Null { packet_len, limit } => format!(
+                "null {packet_len} B{}",
+                limit.map_or(String::new(), |l| format!(", {l} packets"))
+            ),
+        };
+        let _ = writeln!(s, "  {i} {} mac {mac} {what}", p.name);
+    }
+    let cores = |v: &[usize]| {
+        v.iter()
+            .map(|&c| {
+                format!(
+                    "core {c}{}",
+                    numa_node_of_cpu(c).map_or(String::new(), |n| format!(" (numa {n})"))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match cfg.layout {
+        LayoutMode::RunToCompletion if cfg.workers.len() == 1 => {
+            let _ = writeln!(
+                s,
+                "engine: run-to-completion, 1 worker on {} owning every port, burst {}",
+                cores(&cfg.workers),
+                cfg.burst
+            );
+        }
+        LayoutMode::RunToCompletion => {
+            let _ = writeln!(
+                s,
+                "engine: run-to-completion, {} workers on {}, I/O thread on {}, dispatch by symmetric flow hash, burst {}",
+                cfg.workers.len(),
+                cores(&cfg.workers),
+                cfg.io_core.map_or("any core".into(), |c| format!("core {c}")),
+                cfg.burst
+            );
+        }
+        LayoutMode::Pipeline => {
+            let _ = writeln!(
+                s,
+                "engine: pipeline over {} cores, I/O thread on {}, burst {}",
+                cfg.workers.len(),
+                cfg.io_core
+                    .map_or("any core".into(), |c| format!("core {c}")),
+                cfg.burst
+            );
+        }
+    }
+    let names: Vec<&str> = cfg.stages.iter().map(|s| s.kind()).collect();
+    let _ = writeln!(
+        s,
+        "chain: {}",
+        if names.is_empty() {
+            "(empty)".into()
+        } else {
+            names.join(" -> ")
+        }
+    );
+    if cfg.layout == LayoutMode::Pipeline {
+        let mut k = 0;
+        for (i, (&n, &c)) in cfg.segments.iter().zip(&cfg.workers).enumerate() {
+            let seg: Vec<&str> = names[k..k + n].to_vec();
+            k += n;
+            let _ = writeln!(
+                s,
+                "  segment {i} on core {c}: {}",
+                if seg.is_empty() {
+                    "(hand-off only)".into()
+                } else {
+                    seg.join(" -> ")
+                }
+            );
+        }
+    }
+    for st in &cfg.stages {
+        if let StageConfig::Forward { routes } = st {
+            for (f, t) in routes {
+                let _ = writeln!(
+                    s,
+                    "  forward {} -> {}",
+                    cfg.ports[*f as usize].name, cfg.ports[*t as usize].name
+                );
+            }
+        }
+    }
+    let list = |v: &[u16]| {
+        v.iter()
+            .map(|&i| cfg.ports[i as usize].name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        s,
+        "replay: --in feeds [{}], --out takes [{}]",
+        list(&cfg.replay_inputs),
+        list(&cfg.replay_outputs)
+    );
+    s
+}

@@ -1,0 +1,875 @@
+//! The configuration file: TOML, strict, and explicit about what is wrong.
+//!
+//! An operator's typo must not become a silently ignored setting, so unknown keys are refused,
+//! and every error names the file, the line, the key and what was expected, on one line
+//! (`site.toml:12: engine.workers: core 9 is not online (online: 0-1)`). Values that need a
+//! look at the machine or the disk (cores, files) are checked here too, before anything runs.
+//!
+//! The default configuration ships inside the binary (`config/default.toml`), so
+//! `dataplane replay --in IN.pcap --out OUT.pcap` works from anywhere without `--config`.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The configuration that ships with the binary.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+/// The name the default configuration goes by in messages.
+pub const DEFAULT_NAME: &str = "<built-in default.toml>";
+
+/// A configuration error, pointing at the file and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {key}{sep}{msg}", sep = if key.is_empty() { "" } else { ": " })]
+pub struct ConfigError {
+    /// File name.
+    pub file: String,
+    /// 1-based line (0 when the error is about the whole file).
+    pub line: usize,
+    /// Dotted key (`engine.workers`), or empty.
+    pub key: String,
+    /// What is wrong and what was expected.
+    pub msg: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    memory: RawMemory,
+    #[serde(default)]
+    engine: RawEngine,
+    #[serde(default)]
+    replay: Option<RawReplay>,
+    #[serde(default)]
+    port: Vec<Spanned<RawPort>>,
+    #[serde(default)]
+    stage: Vec<Spanned<RawStage>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemory {
+    #[serde(default = "d_buffers")]
+    buffers: Spanned<u32>,
+    #[serde(default = "d_data_room")]
+    data_room: Spanned<u32>,
+    #[serde(default = "d_headroom")]
+    headroom: Spanned<u32>,
+    #[serde(default)]
+    hugepages: HugeMode,
+}
+
+fn d_buffers() -> Spanned<u32> {
+    Spanned::new(0..0, 16384)
+}
+fn d_data_room() -> Spanned<u32> {
+    Spanned::new(0..0, 2048)
+}
+fn d_headroom() -> Spanned<u32> {
+    Spanned::new(0..0, 128)
+}
+
+impl Default for RawMemory {
+    fn default() -> Self {
+        RawMemory {
+            buffers: d_buffers(),
+            data_room: d_data_room(),
+            headroom: d_headroom(),
+            hugepages: HugeMode::Prefer,
+        }
+    }
+}
+
+/// Hugepage policy as written in the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HugeMode {
+    /// Use hugepages if free, else ordinary pages with a warning.
+    #[default]
+    Prefer,
+    /// Hugepages or fail.
+    Require,
+    /// Ordinary pages.
+    Never,
+}
+
+/// Chain layout as written in the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayoutMode {
+    /// Every stage on the receiving worker.
+    #[default]
+    RunToCompletion,
+    /// The chain split over the workers' cores.
+    Pipeline,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    #[serde(default)]
+    layout: LayoutMode,
+    #[serde(default)]
+    workers: Option<Spanned<Vec<usize>>>,
+    #[serde(default)]
+    io_core: Option<Spanned<usize>>,
+    #[serde(default = "d_burst")]
+    burst: Spanned<usize>,
+    #[serde(default)]
+    segments: Option<Spanned<Vec<usize>>>,
+    #[serde(default = "d_ring")]
+    ring_size: Spanned<u32>,
+}
+
+fn d_burst() -> Spanned<usize> {
+    Spanned::new(0..0, 32)
+}
+fn d_ring() -> Spanned<u32> {
+    Spanned::new(0..0, 1024)
+}
+
+impl Default for RawEngine {
+    fn default() -> Self {
+        RawEngine {
+            layout: LayoutMode::RunToCompletion,
+            workers: None,
+            io_core: None,
+            burst: d_burst(),
+            segments: None,
+            ring_size: d_ring(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplay {
+    #[serde(default = "d_names")]
+    inputs: Spanned<Vec<String>>,
+    #[serde(default = "d_names")]
+    outputs: Spanned<Vec<String>>,
+}
+
+fn d_names() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPort {
+    name: Spanned<String>,
+    kind: PortKindName,
+    #[serde(default)]
+    input: Option<Spanned<String>>,
+    #[serde(default)]
+    output: Option<Spanned<String>>,
+    #[serde(default)]
+    mac: Option<Spanned<String>>,
+    #[serde(default)]
+    packet_len: Option<Spanned<u16>>,
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum PortKindName {
+    Pcap,
+    Null,
+}
+
+/// A `[[stage]]` table: one flat set of keys, checked per kind after parsing (serde's tagged
+/// enums would lose the line numbers).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    kind: Spanned<String>,
+    #[serde(default)]
+    routes: Option<Spanned<HashMap<String, Spanned<String>>>>,
+    #[serde(default)]
+    to: Option<Spanned<String>>,
+    #[serde(default)]
+    dst: Option<Spanned<String>>,
+    #[serde(default)]
+    src: Option<Spanned<String>>,
+}
+
+/// Stage kinds and the keys each takes.
+const STAGE_KINDS: &[(&str, &[&str])] = &[
+    ("forward", &["routes", "to"]),
+    ("mac-rewrite", &["dst", "src"]),
+];
+
+/// A port, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Name.
+    pub name: String,
+    /// Kind and its settings.
+    pub kind: PortKind,
+    /// MAC address.
+    pub mac: [u8; 6],
+    /// Line of its `[[port]]` table (for later errors).
+    pub line: usize,
+}
+
+/// A port's kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortKind {
+    /// A capture file in and/or out.
+    Pcap {
+        /// Input capture.
+        input: Option<PathBuf>,
+        /// Output capture.
+        output: Option<PathBuf>,
+    },
+    /// The benchmark's null port.
+    Null {
+        /// Length of generated packets.
+        packet_len: u16,
+        /// Packets to generate (`None`: forever).
+        limit: Option<u64>,
+    },
+}
+
+/// A stage, resolved (port names turned into port numbers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageConfig {
+    /// Port-to-port forward: (from, to) pairs.
+    Forward {
+        /// Port pairs.
+        routes: Vec<(u16, u16)>,
+    },
+    /// MAC rewrite.
+    MacRewrite {
+        /// New destination.
+        dst: Option<[u8; 6]>,
+        /// New source.
+        src: crate::stages::mac_rewrite::SrcMac,
+    },
+}
+
+impl StageConfig {
+    /// Kind name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StageConfig::Forward { .. } => "forward",
+            StageConfig::MacRewrite { .. } => "mac-rewrite",
+        }
+    }
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where it came from.
+    pub file: String,
+    /// Buffers in the pool.
+    pub buffers: u32,
+    /// Data room per buffer.
+    pub data_room: u16,
+    /// Headroom per buffer.
+    pub headroom: u16,
+    /// Hugepage policy.
+    pub hugepages: HugeMode,
+    /// Layout.
+    pub layout: LayoutMode,
+    /// Worker cores.
+    pub workers: Vec<usize>,
+    /// I/O thread core.
+    pub io_core: Option<usize>,
+    /// Burst size.
+    pub burst: usize,
+    /// Pipeline segments (stages per worker).
+    pub segments: Vec<usize>,
+    /// Ring capacity.
+    pub ring_size: u32,
+    /// Ports, in order (port number = index).
+    pub ports: Vec<PortConfig>,
+    /// The chain.
+    pub stages: Vec<StageConfig>,
+    /// Ports fed by `--in` files, in order.
+    pub replay_inputs: Vec<u16>,
+    /// Ports written to `--out` files, in order.
+    pub replay_outputs: Vec<u16>,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line(&self, span: Range<usize>) -> usize {
+        if span.start == 0 && span.end == 0 {
+            return 0;
+        }
+        let end = span.start.min(self.text.len());
+        self.text[..end].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+
+    fn err(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: self.line(span),
+            key: key.into(),
+            msg: msg.into(),
+        }
+    }
+}
+
+/// Parses a MAC address `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for o in out.iter_mut() {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *o = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+impl Config {
+    /// Loads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            key: String::new(),
+            msg: format!("cannot read: {e}"),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&path.display().to_string(), &text, base)
+    }
+
+    /// The built-in default configuration.
+    pub fn builtin() -> Config {
+        Config::parse(DEFAULT_NAME, DEFAULT_CONFIG, Path::new("."))
+            .expect("the built-in configuration is valid (tested)")
+    }
+
+    /// Parses and validates text; relative paths are taken from `base`.
+    pub fn parse(file: &str, text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let cx = Ctx { file, text };
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let msg = e.message().replace('\n', " ");
+            ConfigError {
+                file: file.to_string(),
+                line: cx.line(span),
+                key: String::new(),
+                msg,
+            }
+        })?;
+
+        // Memory.
+        let m = &raw.memory;
+        if !(1..=(1 << 24) - 1).contains(m.buffers.get_ref()) {
+            return Err(cx.err(
+                m.buffers.span(),
+                "memory.buffers",
+                "expected a count between 1 and 16777215",
+            ));
+        }
+        if !(64..=65535 - 128).contains(m.data_room.get_ref()) {
+            return Err(cx.err(
+                m.data_room.span(),
+                "memory.data_room",
+                "expected bytes between 64 and 65407",
+            ));
+        }
+        if !(64..=1024).contains(m.headroom.get_ref()) {
+            return Err(cx.err(
+                m.headroom.span(),
+                "memory.headroom",
+                "expected bytes between 64 and 1024",
+            ));
+        }
+        if m.data_room.get_ref() + m.headroom.get_ref() > 65535 {
+            return Err(cx.err(
+                m.data_room.span(),
+                "memory.data_room",
+                "data_room + headroom must be at most 65535",
+            ));
+        }
+
+        // Engine.
+        let e = &raw.engine;
+        let online = pmd::mem::online_cpus();
+        let online_s = cpu_list_string(&online);
+        let check_core = |c: usize, span: Range<usize>, key: &str| -> Result<(), ConfigError> {
+            if online.contains(&c) {
+                Ok(())
+            } else {
+                Err(cx.err(
+                    span,
+                    key,
+                    format!("core {c} is not online (online: {online_s})"),
+                ))
+            }
+        };
+        let workers = match &e.workers {
+            Some(w) => {
+                if w.get_ref().is_empty() {
+                    return Err(cx.err(w.span(), "engine.workers", "expected at least one core"));
+                }
+                for &c in w.get_ref() {
+                    check_core(c, w.span(), "engine.workers")?;
+                }
+                let mut seen = w.get_ref().clone();
+                seen.sort_unstable();
+                seen.dedup();
+                if seen.len() != w.get_ref().len() {
+                    return Err(cx.err(w.span(), "engine.workers", "a core is listed twice"));
+                }
+                w.get_ref().clone()
+            }
+            None => vec![online[0]],
+        };
+        if let Some(c) = &e.io_core {
+            check_core(*c.get_ref(), c.span(), "engine.io_core")?;
+        }
+        if !(1..=pmd::BURST_MAX).contains(e.burst.get_ref()) {
+            return Err(cx.err(
+                e.burst.span(),
+                "engine.burst",
+                format!("expected 1 to {}", pmd::BURST_MAX),
+            ));
+        }
+        let rs = *e.ring_size.get_ref();
+        if !rs.is_power_of_two() || !(512..=1 << 20).contains(&rs) {
+            return Err(cx.err(
+                e.ring_size.span(),
+                "engine.ring_size",
+                "expected a power of two from 512 to 1048576",
+            ));
+        }
+
+        // Ports.
+        let mut ports = Vec::new();
+        let mut names: HashMap<String, u16> = HashMap::new();
+        if raw.port.is_empty() {
+            return Err(cx.err(0..0, "port", "at least one [[port]] is needed"));
+        }
+        for (i, sp) in raw.port.iter().enumerate() {
+            let p = sp.get_ref();
+            let key = |k: &str| format!("port[{i}].{k}");
+            let name = p.name.get_ref().clone();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(cx.err(
+                    p.name.span(),
+                    key("name"),
+                    "expected letters, digits, '-' or '_'",
+                ));
+            }
+            if names.insert(name.clone(), i as u16).is_some() {
+                return Err(cx.err(
+                    p.name.span(),
+                    key("name"),
+                    format!("port name {name:?} is used twice"),
+                ));
+            }
+            let mac = match &p.mac {
+                Some(s) => parse_mac(s.get_ref()).ok_or_else(|| {
+                    cx.err(
+                        s.span(),
+                        key("mac"),
+                        format!(
+                            "{:?} is not a MAC address like 02:00:00:00:00:01",
+                            s.get_ref()
+                        ),
+                    )
+                })?,
+                None => [0x02, 0, 0, 0, 0, i as u8 + 1],
+            };
+            let resolve = |s: &Spanned<String>| base.join(s.get_ref());
+            let kind = match p.kind {
+                PortKindName::Pcap => {
+                    if let Some(l) = &p.packet_len {
+                        return Err(cx.err(
+                            l.span(),
+                            key("packet_len"),
+                            "only null ports take packet_len",
+                        ));
+                    }
+                    let input = p.input.as_ref().map(resolve);
+                    if let (Some(path), Some(s)) = (&input, &p.input) {
+                        if let Err(err) = std::fs::metadata(path) {
+                            return Err(cx.err(
+                                s.span(),
+                                key("input"),
+                                format!("cannot open {}: {err}", path.display()),
+                            ));
+                        }
+                    }
+                    PortKind::Pcap {
+                        input,
+                        output: p.output.as_ref().map(resolve),
+                    }
+                }
+                PortKindName::Null => {
+                    if let Some(s) = p.input.as_ref().or(p.output.as_ref()) {
+                        return Err(cx.err(s.span(), key("input"), "null ports take no files"));
+                    }
+                    let len = p.packet_len.as_ref().map_or(64, |l| *l.get_ref());
+                    if !(14..=9000).contains(&len) {
+                        let span = p.packet_len.as_ref().map_or(0..0, |l| l.span());
+                        return Err(cx.err(span, key("packet_len"), "expected 14 to 9000 bytes"));
+                    }
+                    PortKind::Null {
+                        packet_len: len,
+                        limit: p.limit,
+                    }
+                }
+            };
+            ports.push(PortConfig {
+                name,
+                kind,
+                mac,
+                line: cx.line(sp.span()),
+            });
+        }
+        let port_id = |s: &Spanned<String>, key: String| -> Result<u16, ConfigError> {
+            names.get(s.get_ref()).copied().ok_or_else(|| {
+                let mut known: Vec<_> = names.keys().cloned().collect();
+                known.sort();
+                cx.err(
+                    s.span(),
+                    key,
+                    format!(
+                        "no port named {:?} (ports: {})",
+                        s.get_ref(),
+                        known.join(", ")
+                    ),
+                )
+            })
+        };
+
+        // Stages.
+        let mut stages = Vec::new();
+        for (i, sp) in raw.stage.iter().enumerate() {
+            let key = |k: &str| format!("stage[{i}].{k}");
+            let st = sp.get_ref();
+            let kind = st.kind.get_ref().as_str();
+            let Some((_, allowed)) = STAGE_KINDS.iter().find(|(k, _)| *k == kind) else {
+                let kinds: Vec<_> = STAGE_KINDS.iter().map(|(k, _)| *k).collect();
+                return Err(cx.err(
+                    st.kind.span(),
+                    key("kind"),
+                    format!(
+                        "unknown stage kind {kind:?}, expected one of: {}",
+                        kinds.join(", ")
+                    ),
+                ));
+            };
+            let present = [
+                ("routes", st.routes.as_ref().map(|s| s.span())),
+                ("to", st.to.as_ref().map(|s| s.span())),
+                ("dst", st.dst.as_ref().map(|s| s.span())),
+                ("src", st.src.as_ref().map(|s| s.span())),
+            ];
+            for (k, span) in present {
+                if let Some(span) = span {
+                    if !allowed.contains(&k) {
+                        return Err(cx.err(
+                            span,
+                            key(k),
+                            format!(
+                                "not a setting of a {kind} stage (it takes: {})",
+                                allowed.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            stages.push(match kind {
+                "forward" => {
+                    let mut pairs = Vec::new();
+                    if let Some(to) = &st.to {
+                        let t = port_id(to, key("to"))?;
+                        pairs.extend((0..ports.len() as u16).filter(|&p| p != t).map(|p| (p, t)));
+                    }
+                    if let Some(routes) = &st.routes {
+                        let mut rs: Vec<_> = routes.get_ref().iter().collect();
+                        rs.sort_by_key(|(k, _)| k.as_str());
+                        for (from, to) in rs {
+                            let f = names.get(from).copied().ok_or_else(|| {
+                                cx.err(
+                                    routes.span(),
+                                    key("routes"),
+                                    format!("no port named {from:?}"),
+                                )
+                            })?;
+                            let t = port_id(to, key("routes"))?;
+                            pairs.retain(|&(a, _)| a != f);
+                            pairs.push((f, t));
+                        }
+                    }
+                    if pairs.is_empty() {
+                        return Err(cx.err(
+                            st.kind.span(),
+                            key("routes"),
+                            "a forward stage needs `to = \"port\"` or `routes = { from = \"to\" }`",
+                        ));
+                    }
+                    StageConfig::Forward { routes: pairs }
+                }
+                _ => {
+                    use crate::stages::mac_rewrite::SrcMac;
+                    let dst = match &st.dst {
+                        Some(s) => Some(parse_mac(s.get_ref()).ok_or_else(|| {
+                            cx.err(
+                                s.span(),
+                                key("dst"),
+                                format!("{:?} is not a MAC address", s.get_ref()),
+                            )
+                        })?),
+                        None => None,
+                    };
+                    let src = match &st.src {
+                        None => SrcMac::Keep,
+                        Some(s) if s.get_ref() == "egress-port" => SrcMac::EgressPort,
+                        Some(s) if s.get_ref() == "keep" => SrcMac::Keep,
+                        Some(s) => SrcMac::Fixed(parse_mac(s.get_ref()).ok_or_else(|| {
+                            cx.err(
+                                s.span(),
+                                key("src"),
+                                format!(
+                                    "{:?} is not \"egress-port\", \"keep\" or a MAC address",
+                                    s.get_ref()
+                                ),
+                            )
+                        })?),
+                    };
+                    StageConfig::MacRewrite { dst, src }
+                }
+            });
+        }
+
+        // Layout.
+        let segments = match (e.layout, &e.segments) {
+            (LayoutMode::RunToCompletion, Some(s)) => {
+                return Err(cx.err(
+                    s.span(),
+                    "engine.segments",
+                    "segments are for layout = \"pipeline\"",
+                ));
+            }
+            (LayoutMode::RunToCompletion, None) => Vec::new(),
+            (LayoutMode::Pipeline, Some(s)) => {
+                if s.get_ref().len() != workers.len()
+                    || s.get_ref().iter().sum::<usize>() != stages.len()
+                {
+                    return Err(cx.err(
+                        s.span(),
+                        "engine.segments",
+                        format!(
+                            "expected {} numbers (one per worker) adding up to {} (the stages)",
+                            workers.len(),
+                            stages.len()
+                        ),
+                    ));
+                }
+                s.get_ref().clone()
+            }
+            (LayoutMode::Pipeline, None) => even_segments(stages.len(), workers.len()),
+        };
+
+        // Replay mapping.
+        let (replay_inputs, replay_outputs) = match &raw.replay {
+            Some(r) => {
+                let map = |v: &Spanned<Vec<String>>, k: &str| -> Result<Vec<u16>, ConfigError> {
+                    v.get_ref()
+                        .iter()
+                        .map(|n| port_id(&Spanned::new(v.span(), n.clone()), format!("replay.{k}")))
+                        .collect()
+                };
+                (map(&r.inputs, "inputs")?, map(&r.outputs, "outputs")?)
+            }
+            None => {
+                let pcaps: Vec<u16> = ports
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| matches!(p.kind, PortKind::Pcap { .. }))
+                    .map(|(i, _)| i as u16)
+                    .collect();
+                (pcaps.clone(), pcaps)
+            }
+        };
+        Ok(Config {
+            file: file.to_string(),
+            buffers: *m.buffers.get_ref(),
+            data_room: *m.data_room.get_ref() as u16,
+            headroom: *m.headroom.get_ref() as u16,
+            hugepages: m.hugepages,
+            layout: e.layout,
+            workers,
+            io_core: e.io_core.as_ref().map(|c| *c.get_ref()),
+            burst: *e.burst.get_ref(),
+            segments,
+            ring_size: rs,
+            ports,
+            stages,
+            replay_inputs,
+            replay_outputs,
+        })
+    }
+
+    /// The port number of `name`.
+    pub fn port_id(&self, name: &str) -> Option<u16> {
+        self.ports
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i as u16)
+    }
+}
+
+/// Splits `stages` as evenly as possible over `workers` segments (earlier segments get more).
+pub fn even_segments(stages: usize, workers: usize) -> Vec<usize> {
+    (0..workers)
+        .map(|i| stages / workers + usize::from(i < stages % workers))
+        .collect()
+}
+
+/// Formats a CPU list compactly (`0-3,6`).
+pub fn cpu_list_string(cpus: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            cpus[i].to_string()
+        } else {
+            format!("{}-{}", cpus[i], cpus[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::parse("t.toml", t, Path::new("."))
+    }
+
+    const MIN: &str = "[[port]]\nname = \"a\"\nkind = \"pcap\"\n[[port]]\nname = \"b\"\nkind = \"pcap\"\n[[stage]]\nkind = \"forward\"\nto = \"b\"\n";
+
+    #[test]
+    fn builtin_is_valid() {
+        let c = Config::builtin();
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.replay_inputs, vec![0]);
+        assert_eq!(c.replay_outputs, vec![1]);
+        assert_eq!(c.stages.len(), 2);
+    }
+
+    #[test]
+    fn minimal_parses() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(
+            c.stages,
+            vec![StageConfig::Forward {
+                routes: vec![(0, 1)]
+            }]
+        );
+        assert_eq!(c.burst, 32);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = parse(&format!("[engine]\nburts = 3\n{MIN}")).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.to_string().contains("burts"), "{e}");
+        assert!(e.to_string().contains("expected"), "{e}");
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn bad_core_names_line_and_key() {
+        let e = parse(&format!("[engine]\nworkers = [4096]\n{MIN}")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (2, "engine.workers"), "{e}");
+        assert!(e.msg.contains("not online"));
+    }
+
+    #[test]
+    fn missing_file_names_line_and_key() {
+        let t = MIN.replace(
+            "name = \"a\"\nkind = \"pcap\"",
+            "name = \"a\"\nkind = \"pcap\"\ninput = \"/nonexistent/x.pcap\"",
+        );
+        let e = parse(&t).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (4, "port[0].input"), "{e}");
+    }
+
+    #[test]
+    fn unknown_port_in_stage() {
+        let e = parse(&MIN.replace("to = \"b\"", "to = \"c\"")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (9, "stage[0].to"), "{e}");
+        assert!(e.msg.contains("ports: a, b"), "{e}");
+    }
+
+    #[test]
+    fn bad_values() {
+        for (t, key) in [
+            ("[memory]\nbuffers = 0\n", "memory.buffers"),
+            ("[memory]\ndata_room = 10\n", "memory.data_room"),
+            ("[engine]\nburst = 0\n", "engine.burst"),
+            ("[engine]\nring_size = 1000\n", "engine.ring_size"),
+            (
+                "[engine]\nlayout = \"pipeline\"\nworkers = [0]\nsegments = [5]\n",
+                "engine.segments",
+            ),
+        ] {
+            let e = parse(&format!("{t}{MIN}")).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            assert!(e.line > 0, "{e}");
+        }
+        let e = parse(&format!("[engine]\nlayout = \"sideways\"\n{MIN}")).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn stage_keys_are_checked_per_kind() {
+        let e = parse(&format!("{MIN}dst = \"02:00:00:00:00:01\"\n")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (10, "stage[0].dst"), "{e}");
+        let e = parse(&MIN.replace("kind = \"forward\"", "kind = \"forwrd\"")).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (8, "stage[0].kind"), "{e}");
+        assert!(e.msg.contains("mac-rewrite"), "{e}");
+    }
+
+    #[test]
+    fn pipeline_segments_default_evenly() {
+        assert_eq!(even_segments(3, 2), vec![2, 1]);
+        assert_eq!(even_segments(1, 2), vec![1, 0]);
+        assert_eq!(cpu_list_string(&[0, 1, 2, 5]), "0-2,5");
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(parse_mac("02:00:00:00:00:0a"), Some([2, 0, 0, 0, 0, 10]));
+        assert_eq!(parse_mac("02:00:00:00:00"), None);
+        assert_eq!(parse_mac("02:00:00:00:00:00:01"), None);
+        assert_eq!(parse_mac("zz:00:00:00:00:00"), None);
+    }
+}

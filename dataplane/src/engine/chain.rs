@@ -1,0 +1,118 @@
+//! Running a burst through a run of stages, and the one scatter per stage.
+//!
+//! After each stage the burst is checked once: if every packet carries on (the common case on
+//! the fast path) nothing moves. Otherwise the packets that carry on are compacted in order at
+//! the front and the others leave: to the `leaving` burst (with their egress port set), to the
+//! drop counters, or to the control plane. A packet is scattered exactly once.
+
+use pmd::mbuf::NO_EGRESS;
+use pmd::{Burst, Mbuf, PoolCache, BURST_MAX};
+
+use crate::stage::{Ctx, DropCounters, DropReason, Next, NextKind, Stage};
+
+/// Per-thread scratch and counters for running stages.
+pub struct ChainRunner {
+    nexts: [Next; BURST_MAX],
+    /// Drops by reason.
+    pub drops: DropCounters,
+    /// Packets that entered this thread's stages.
+    pub processed: u64,
+}
+
+impl Default for ChainRunner {
+    fn default() -> Self {
+        ChainRunner {
+            nexts: [Next::CONTINUE; BURST_MAX],
+            drops: DropCounters::default(),
+            processed: 0,
+        }
+    }
+}
+
+impl ChainRunner {
+    /// Runs `burst` through `stages`. Packets that leave early are appended to `leaving` with
+    /// their egress set (or dropped and counted); survivors stay in `burst`, in order.
+    /// `leaving` must have room for the whole burst.
+    #[inline]
+    pub fn run(
+        &mut self,
+        ctx: &Ctx,
+        stages: &mut [Box<dyn Stage>],
+        burst: &mut Burst,
+        leaving: &mut Burst,
+        cache: &mut PoolCache,
+        nports: u16,
+    ) {
+        self.processed += burst.len() as u64;
+        for st in stages.iter_mut() {
+            let n = burst.len();
+            if n == 0 {
+                return;
+            }
+            let nexts = &mut self.nexts[..n];
+            nexts.fill(Next::CONTINUE);
+            st.process(ctx, burst.as_mut_slice(), nexts);
+            if nexts.iter().all(|&x| x == Next::CONTINUE) {
+                continue;
+            }
+            let nexts = &self.nexts;
+            let drops = &mut self.drops;
+            burst.retain_owned(|i, mut m| match nexts[i].kind() {
+                NextKind::Continue => Some(m),
+                NextKind::Port(p) => {
+                    if p >= nports {
+                        drops.count(DropReason::BadPort);
+                        cache.free(m);
+                    } else {
+                        m.set_egress(p);
+                        leave(leaving, m, drops, cache);
+                    }
+                    None
+                }
+                NextKind::Drop(r) => {
+                    drops.count(r);
+                    cache.free(m);
+                    None
+                }
+                NextKind::Control => {
+                    drops.count(DropReason::NoControlPlane);
+                    cache.free(m);
+                    None
+                }
+            });
+        }
+    }
+
+    /// End of the chain: every survivor leaves by its egress port, or is dropped.
+    #[inline]
+    pub fn finish(
+        &mut self,
+        burst: &mut Burst,
+        leaving: &mut Burst,
+        cache: &mut PoolCache,
+        nports: u16,
+    ) {
+        let drops = &mut self.drops;
+        burst.retain_owned(|_, m| {
+            let e = m.egress();
+            if e == NO_EGRESS {
+                drops.count(DropReason::NoEgress);
+                cache.free(m);
+            } else if e >= nports {
+                drops.count(DropReason::BadPort);
+                cache.free(m);
+            } else {
+                leave(leaving, m, drops, cache);
+            }
+            None
+        });
+    }
+}
+
+#[inline(always)]
+fn leave(leaving: &mut Burst, m: Mbuf, drops: &mut DropCounters, cache: &mut PoolCache) {
+    if let Err(m) = leaving.push(m) {
+        drops.count(DropReason::Internal);
+        cache.free(m);
+    }
+}

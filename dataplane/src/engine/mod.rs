@@ -1,0 +1,1000 @@
+//! The engine: ports, workers, dispatch and the two chain layouts.
+//!
+//! One configuration gives one of two shapes.
+//!
+//! * **Direct** (one run-to-completion worker): the worker owns every port, polls them for
+//!   bursts, runs each burst through the whole chain and transmits it. Nothing crosses a core;
+//!   this is the fast path the forwarding benchmark measures.
+//! * **Handoff** (several run-to-completion workers, or a pipeline): an I/O thread owns the
+//!   ports (they have one queue each here). It stamps each received packet with a sequence
+//!   number and hands it over a single-producer ring: in run-to-completion, to the worker
+//!   chosen by the packet's *symmetric* flow hash (both directions of a connection reach the
+//!   same worker and so the same conntrack/NAT state); in a pipeline, to the first segment,
+//!   whose survivors go by ring to the next segment on the next core. Packets leaving the chain
+//!   come back to the I/O thread over one ring per worker.
+//!
+//! In replay the I/O thread puts output back in input order (see [`egress`]), so every layout
+//! produces the same output file. Online, it transmits as packets come.
+//!
+//! Counters always balance: packets received by ports plus packets created by stages equal
+//! packets sent plus packets dropped, by reason. [`Report::balanced`] checks it and tests
+//! assert it.
+
+pub mod chain;
+pub mod egress;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use pmd::cpu::{self, TscClock};
+use pmd::mbuf::{buf_spsc, BufConsumer, BufProducer};
+use pmd::port::{Port, PortDrop, PortError, PortStats};
+use pmd::{Burst, Pool, PoolCache, BURST_MAX};
+
+use crate::stage::{Ctx, DropCounters, DropReason, Stage};
+use chain::ChainRunner;
+use egress::Reorder;
+
+/// How workers tell time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockMode {
+    /// TSC, calibrated to wall-clock nanoseconds (online).
+    Tsc,
+    /// The timestamps of the packets (offline replay): `now` is the newest timestamp seen.
+    Capture,
+}
+
+/// How the chain is laid over cores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// Every stage on the worker that received the packet; one worker per core.
+    RunToCompletion,
+    /// The chain cut into segments, one per core; `segments[i]` is the number of stages on core
+    /// `i` (a segment may be empty).
+    Pipeline {
+        /// Stage count per segment.
+        segments: Vec<usize>,
+    },
+}
+
+/// Engine parameters.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Packets per burst (1..=256).
+    pub burst: usize,
+    /// Cores for the workers (`None`: not pinned). Pipeline: one per segment.
+    pub worker_cores: Vec<Option<usize>>,
+    /// Core for the I/O thread in the handoff shape (`None`: not pinned).
+    pub io_core: Option<usize>,
+    /// Chain layout.
+    pub layout: Layout,
+    /// Clock.
+    pub clock: ClockMode,
+    /// Offline: keep output in input order and wait on full rings instead of dropping.
+    pub offline: bool,
+    /// Capacity of each ring between threads.
+    pub ring_size: u32,
+}
+
+/// Builds one chain instance (run-to-completion builds one per worker: per-core state).
+pub type ChainFactory<'a> = dyn Fn(usize) -> Vec<Box<dyn Stage>> + 'a;
+
+/// Errors that stop the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A port failed.
+    #[error(transparent)]
+    Port(#[from] PortError),
+    /// Bad parameters.
+    #[error("{0}")]
+    Config(String),
+    /// Could not pin a thread.
+    #[error("cannot pin {what} to core {core}: {err}")]
+    Pin {
+        /// Which thread.
+        what: String,
+        /// The core.
+        core: usize,
+        /// The OS error.
+        err: std::io::Error,
+    },
+}
+
+/// What one worker did.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerReport {
+    /// Core it ran on.
+    pub core: Option<usize>,
+    /// Packets that entered its stages.
+    pub processed: u64,
+    /// Its drops.
+    pub drops: DropCounters,
+    /// Stage counters, by stage.
+    pub stages: Vec<(String, Vec<(String, u64)>)>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Per port: name and counters.
+    pub ports: Vec<(String, PortStats)>,
+    /// Per worker.
+    pub workers: Vec<WorkerReport>,
+    /// Drops on the I/O thread (handoff).
+    pub io_drops: DropCounters,
+}
+
+impl Report {
+    /// Sum of all engine drops.
+    pub fn drops(&self) -> DropCounters {
+        let mut d = self.io_drops;
+        for w in &self.workers {
+            d.add(&w.drops);
+        }
+        d
+    }
+
+    /// Packets received by all ports.
+    pub fn received(&self) -> u64 {
+        self.ports.iter().map(|(_, s)| s.rx_packets).sum()
+    }
+
+    /// Packets sent by all ports.
+    pub fn sent(&self) -> u64 {
+        self.ports.iter().map(|(_, s)| s.tx_packets).sum()
+    }
+
+    /// Packets the ports dropped on transmit.
+    pub fn tx_port_drops(&self) -> u64 {
+        self.ports
+            .iter()
+            .map(|(_, s)| s.drops[PortDrop::TxError as usize])
+            .sum()
+    }
+
+    /// received == sent + dropped (engine drops and transmit-side port drops).
+    pub fn balanced(&self) -> bool {
+        self.received() == self.sent() + self.drops().total() + self.tx_port_drops()
+    }
+
+    /// Human-readable counters.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        for (name, st) in &self.ports {
+            let _ = write!(
+                s,
+                "port {name}: rx {} pkts {} bytes, tx {} pkts {} bytes",
+                st.rx_packets, st.rx_bytes, st.tx_packets, st.tx_bytes
+            );
+            for r in PortDrop::ALL {
+                if st.drops[r as usize] != 0 {
+                    let _ = write!(s, ", {} {}", r.name(), st.drops[r as usize]);
+                }
+            }
+            s.push('\n');
+        }
+        for (i, w) in self.workers.iter().enumerate() {
+            let core = w.core.map_or("any".to_string(), |c| c.to_string());
+            let _ = write!(s, "worker {i} (core {core}): processed {}", w.processed);
+            for (n, v) in w.drops.nonzero() {
+                let _ = write!(s, ", drop {n} {v}");
+            }
+            s.push('\n');
+            for (st, cs) in &w.stages {
+                for (n, v) in cs {
+                    let _ = writeln!(s, "  {st}.{n} {v}");
+                }
+            }
+        }
+        for (n, v) in self.io_drops.nonzero() {
+            let _ = writeln!(s, "io: drop {n} {v}");
+        }
+        let d = self.drops();
+        let _ = writeln!(
+            s,
+            "total: received {} = sent {} + dropped {} (engine) + {} (port tx): {}",
+            self.received(),
+            self.sent(),
+            d.total(),
+            self.tx_port_drops(),
+            if self.balanced() {
+                "balanced"
+            } else {
+                "NOT BALANCED"
+            }
+        );
+        s
+    }
+}
+
+/// The engine, ready to run.
+pub struct Engine<'a> {
+    ports: Vec<Box<dyn Port>>,
+    pool: Pool,
+    chain: Box<ChainFactory<'a>>,
+    opts: EngineOptions,
+}
+
+impl<'a> Engine<'a> {
+    /// An engine over `ports` (port `i` is `ports[i]`), buffers from `pool`.
+    pub fn new(
+        ports: Vec<Box<dyn Port>>,
+        pool: Pool,
+        chain: Box<ChainFactory<'a>>,
+        opts: EngineOptions,
+    ) -> Result<Engine<'a>, EngineError> {
+        if opts.burst == 0 || opts.burst > BURST_MAX {
+            return Err(EngineError::Config(format!(
+                "burst {} is not between 1 and {BURST_MAX}",
+                opts.burst
+            )));
+        }
+        if opts.worker_cores.is_empty() {
+            return Err(EngineError::Config("at least one worker is needed".into()));
+        }
+        if ports.is_empty() || ports.len() > 1024 {
+            return Err(EngineError::Config(
+                "between 1 and 1024 ports are needed".into(),
+            ));
+        }
+        if let Layout::Pipeline { segments } = &opts.layout {
+            if segments.len() != opts.worker_cores.len() {
+                return Err(EngineError::Config(format!(
+                    "pipeline has {} segments but {} worker cores",
+                    segments.len(),
+                    opts.worker_cores.len()
+                )));
+            }
+        }
+        // Buffers parked in per-thread caches and rings must leave enough for the receivers.
+        let threads = opts.worker_cores.len() as u64 + 1;
+        let need = threads * 1024 + (threads * 2) * opts.ring_size as u64 + 2 * BURST_MAX as u64;
+        if !opts.ring_size.is_power_of_two() || opts.ring_size < 2 * BURST_MAX as u32 {
+            return Err(EngineError::Config(format!(
+                "ring size {} must be a power of two of at least {}",
+                opts.ring_size,
+                2 * BURST_MAX
+            )));
+        }
+        if (pool.count() as u64) < need {
+            return Err(EngineError::Config(format!(
+                "{} buffers are too few for {} threads with rings of {} (need at least {need})",
+                pool.count(),
+                threads,
+                opts.ring_size
+            )));
+        }
+        Ok(Engine {
+            ports,
+            pool,
+            chain,
+            opts,
+        })
+    }
+
+    /// Runs until every input is exhausted (replay) or `stop` is set, then drains what is in
+    /// flight, flushes outputs and reports.
+    pub fn run(self, stop: &AtomicBool) -> Result<Report, EngineError> {
+        let direct =
+            self.opts.layout == Layout::RunToCompletion && self.opts.worker_cores.len() == 1;
+        if direct {
+            self.run_direct(stop)
+        } else {
+            self.run_handoff(stop)
+        }
+    }
+
+    fn run_direct(self, stop: &AtomicBool) -> Result<Report, EngineError> {
+        let Engine {
+            mut ports,
+            pool,
+            chain,
+            opts,
+        } = self;
+        let mut stages = chain(0);
+        let core = opts.worker_cores[0];
+        let report = std::thread::scope(|s| {
+            s.spawn(|| -> Result<WorkerReport, EngineError> {
+                pin(core, "worker 0")?;
+                let mut w = Direct {
+                    cache: pool.cache(),
+                    runner: ChainRunner::default(),
+                    clock: Clock::new(opts.clock),
+                    txbufs: (0..ports.len()).map(|_| Burst::new()).collect(),
+                };
+                w.run(&mut ports, &mut stages, opts.burst, stop)?;
+                Ok(WorkerReport {
+                    core,
+                    processed: w.runner.processed,
+                    drops: w.runner.drops,
+                    stages: stage_counters(&stages),
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(EngineError::Config("worker 0 panicked".into())))
+        })?;
+        Ok(Report {
+            ports: ports
+                .iter()
+                .map(|p| (p.name().to_string(), p.stats()))
+                .collect(),
+            workers: vec![report],
+            io_drops: DropCounters::default(),
+        })
+    }
+
+    fn run_handoff(self, stop: &AtomicBool) -> Result<Report, EngineError> {
+        let Engine {
+            mut ports,
+            pool,
+            chain,
+            opts,
+        } = self;
+        let nworkers = opts.worker_cores.len();
+        let nports = ports.len() as u16;
+        // Stage sets: one chain per worker (run-to-completion) or one chain cut in segments.
+        let mut sets: Vec<Vec<Box<dyn Stage>>> = Vec::with_capacity(nworkers);
+        let pipeline = match &opts.layout {
+            Layout::RunToCompletion => {
+                for i in 0..nworkers {
+                    sets.push(chain(i));
+                }
+                false
+            }
+            Layout::Pipeline { segments } => {
+                let mut all = chain(0).into_iter();
+                for &n in segments {
+                    sets.push(all.by_ref().take(n).collect());
+                }
+                let rest: Vec<_> = all.collect();
+                if !rest.is_empty() {
+                    return Err(EngineError::Config(format!(
+                        "pipeline segments cover {} stages but the chain has {}",
+                        segments.iter().sum::<usize>(),
+                        segments.iter().sum::<usize>() + rest.len()
+                    )));
+                }
+                true
+            }
+        };
+        let ring = |_| buf_spsc(opts.ring_size).map_err(|e| EngineError::Config(e.to_string()));
+        // Input rings: from the I/O thread to each worker (rtc) or to segment 0 and from each
+        // segment to the next (pipeline).
+        let mut inputs: Vec<(Option<BufProducer<false>>, Option<BufConsumer<false>>)> = Vec::new();
+        for i in 0..nworkers {
+            let (p, c) = ring(i)?;
+            inputs.push((Some(p), Some(c)));
+        }
+        let mut outputs = Vec::new();
+        for i in 0..nworkers {
+            outputs.push(ring(i)?);
+        }
+        let marks: Vec<Arc<Progress>> = (0..=nworkers)
+            .map(|_| Arc::new(Progress::default()))
+            .collect();
+        // marks[0] is the I/O thread's; marks[i+1] worker i's.
+        let mut io_to_workers = Vec::new();
+        let mut worker_inputs = Vec::new();
+        let mut worker_next = Vec::new();
+        if pipeline {
+            io_to_workers.push(inputs[0].0.take().expect("ring"));
+            for i in 0..nworkers {
+                worker_inputs.push(inputs[i].1.take().expect("ring"));
+                worker_next.push(if i + 1 < nworkers {
+                    inputs[i + 1].0.take()
+                } else {
+                    None
+                });
+            }
+        } else {
+            for inp in inputs.iter_mut() {
+                io_to_workers.push(inp.0.take().expect("ring"));
+                worker_inputs.push(inp.1.take().expect("ring"));
+                worker_next.push(None);
+            }
+        }
+        let (out_prod, out_cons): (Vec<_>, Vec<_>) = outputs.into_iter().unzip();
+
+        std::thread::scope(|s| -> Result<Report, EngineError> {
+            let mut handles = Vec::new();
+            let mut stage_sets = sets.into_iter();
+            let mut wi = worker_inputs.into_iter();
+            let mut wn = worker_next.into_iter();
+            let mut wo = out_prod.into_iter();
+            for i in 0..nworkers {
+                let mut stages = stage_sets.next().expect("one set per worker");
+                let input = wi.next().expect("input");
+                let next = wn.next().expect("next");
+                let out = wo.next().expect("out");
+                let upstream = if pipeline && i > 0 {
+                    marks[i].clone()
+                } else {
+                    marks[0].clone()
+                };
+                let mine = marks[i + 1].clone();
+                let pool = pool.clone();
+                let core = opts.worker_cores[i];
+                let opts = &opts;
+                let last = !pipeline || i + 1 == nworkers;
+                handles.push(s.spawn(move || -> Result<WorkerReport, EngineError> {
+                    pin(core, &format!("worker {i}"))?;
+                    let mut w = HandoffWorker {
+                        index: i,
+                        cache: pool.cache(),
+                        runner: ChainRunner::default(),
+                        clock: Clock::new(opts.clock),
+                        input,
+                        next,
+                        out,
+                        upstream,
+                        mine,
+                        last,
+                        nports,
+                        offline: opts.offline,
+                    };
+                    let r = w.run(&mut stages, opts.burst, stop);
+                    // Always say we are done, so nobody waits for us after an error.
+                    w.mine.done.store(true, Ordering::Release);
+                    r?;
+                    Ok(WorkerReport {
+                        core,
+                        processed: w.runner.processed,
+                        drops: w.runner.drops,
+                        stages: stage_counters(&stages),
+                    })
+                }));
+            }
+            pin(opts.io_core, "the I/O thread")?;
+            let mut io = IoThread {
+                cache: pool.cache(),
+                drops: DropCounters::default(),
+                to_workers: io_to_workers,
+                from_workers: out_cons,
+                progress: marks[0].clone(),
+                worker_marks: marks[1..].to_vec(),
+                pipeline,
+                offline: opts.offline,
+                burst: opts.burst,
+                seq: 0,
+                reorder: Reorder::new(pool.count() as usize),
+                txbufs: (0..ports.len()).map(|_| Burst::new()).collect(),
+            };
+            let io_result = io.run(&mut ports, stop);
+            io.progress.done.store(true, Ordering::Release);
+            let mut workers = Vec::new();
+            let mut first_err = io_result.err();
+            for h in handles {
+                match h.join() {
+                    Ok(Ok(r)) => workers.push(r),
+                    Ok(Err(e)) => {
+                        first_err.get_or_insert(e);
+                    }
+                    Err(_) => {
+                        first_err.get_or_insert(EngineError::Config("a worker panicked".into()));
+                    }
+                }
+            }
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+            Ok(Report {
+                ports: ports
+                    .iter()
+                    .map(|p| (p.name().to_string(), p.stats()))
+                    .collect(),
+                workers,
+                io_drops: io.drops,
+            })
+        })
+    }
+}
+
+fn stage_counters(stages: &[Box<dyn Stage>]) -> Vec<(String, Vec<(String, u64)>)> {
+    stages
+        .iter()
+        .map(|s| (s.name().to_string(), s.counters()))
+        .filter(|(_, c)| !c.is_empty())
+        .collect()
+}
+
+fn pin(core: Option<usize>, what: &str) -> Result<(), EngineError> {
+    if let Some(c) = core {
+        cpu::pin_current_thread(c).map_err(|err| EngineError::Pin {
+            what: what.into(),
+            core: c,
+            err,
+        })?;
+    }
+    Ok(())
+}
+
+/// A worker's clock.
+struct Clock {
+    mode: ClockMode,
+    tsc: TscClock,
+    now: u64,
+}
+
+impl Clock {
+    fn new(mode: ClockMode) -> Clock {
+        Clock {
+            mode,
+            tsc: TscClock::new(cpu::unix_ns()),
+            now: 0,
+        }
+    }
+
+    /// `now` for a burst: TSC time, or the newest capture timestamp so far.
+    #[inline(always)]
+    fn tick(&mut self, burst: &Burst) -> u64 {
+        match self.mode {
+            ClockMode::Tsc => self.now = self.tsc.now(),
+            ClockMode::Capture => {
+                if let Some(m) = burst.as_slice().last() {
+                    self.now = self.now.max(m.timestamp());
+                }
+            }
+        }
+        self.now
+    }
+}
+
+/// The single run-to-completion worker that owns the ports.
+struct Direct {
+    cache: PoolCache,
+    runner: ChainRunner,
+    clock: Clock,
+    txbufs: Vec<Burst>,
+}
+
+impl Direct {
+    fn run(
+        &mut self,
+        ports: &mut [Box<dyn Port>],
+        stages: &mut [Box<dyn Stage>],
+        burst_size: usize,
+        stop: &AtomicBool,
+    ) -> Result<(), EngineError> {
+        let nports = ports.len() as u16;
+        let mut burst = Burst::new();
+        let mut leaving = Burst::new();
+        let mut idle = 0u32;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let mut got_any = false;
+            let mut all_done = true;
+            for pi in 0..ports.len() {
+                let n = ports[pi].rx_burst(0, &mut self.cache, &mut burst, burst_size)?;
+                if !ports[pi].at_end() {
+                    all_done = false;
+                }
+                if n == 0 {
+                    continue;
+                }
+                got_any = true;
+                let ctx = Ctx {
+                    now: self.clock.tick(&burst),
+                    worker: 0,
+                };
+                self.runner.run(
+                    &ctx,
+                    stages,
+                    &mut burst,
+                    &mut leaving,
+                    &mut self.cache,
+                    nports,
+                );
+                self.runner
+                    .finish(&mut burst, &mut leaving, &mut self.cache, nports);
+                self.transmit(ports, &mut leaving, false)?;
+            }
+            if all_done {
+                break;
+            }
+            if got_any {
+                idle = 0;
+            } else {
+                idle += 1;
+                if idle > 64 {
+                    std::thread::yield_now();
+                }
+            }
+        }
+        for p in ports.iter_mut() {
+            p.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends `leaving` out, grouped by egress port.
+    #[inline]
+    fn transmit(
+        &mut self,
+        ports: &mut [Box<dyn Port>],
+        leaving: &mut Burst,
+        _offline: bool,
+    ) -> Result<(), EngineError> {
+        let Some(first) = leaving.as_slice().first().map(|m| m.egress()) else {
+            return Ok(());
+        };
+        if leaving.as_slice().iter().all(|m| m.egress() == first) {
+            return send(
+                &mut *ports[first as usize],
+                leaving,
+                &mut self.cache,
+                &mut self.runner.drops,
+            );
+        }
+        let txbufs = &mut self.txbufs;
+        leaving.retain_owned(|_, m| {
+            let e = m.egress() as usize;
+            let _ = txbufs[e].push(m);
+            None
+        });
+        for (pi, b) in self.txbufs.iter_mut().enumerate() {
+            if !b.is_empty() {
+                send(&mut *ports[pi], b, &mut self.cache, &mut self.runner.drops)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Transmits a burst; what the port will not take after a few tries is dropped as `TxFull`.
+#[inline]
+fn send(
+    port: &mut dyn Port,
+    b: &mut Burst,
+    cache: &mut PoolCache,
+    drops: &mut DropCounters,
+) -> Result<(), EngineError> {
+    let mut tries = 0;
+    while !b.is_empty() {
+        port.tx_burst(0, cache, b)?;
+        tries += 1;
+        if tries >= 8 && !b.is_empty() {
+            for _ in 0..b.len() {
+                drops.count(DropReason::TxFull);
+            }
+            cache.free_burst(b);
+        }
+    }
+    Ok(())
+}
+
+/// A thread's published progress: every packet with a sequence number below `mark` that was
+/// handed to this thread has been processed, and whatever it produced has been passed on.
+#[derive(Default)]
+pub(crate) struct Progress {
+    mark: AtomicU64,
+    done: AtomicBool,
+}
+
+/// A worker in the handoff shape.
+struct HandoffWorker {
+    index: usize,
+    cache: PoolCache,
+    runner: ChainRunner,
+    clock: Clock,
+    input: BufConsumer<false>,
+    next: Option<BufProducer<false>>,
+    out: BufProducer<false>,
+    upstream: Arc<Progress>,
+    mine: Arc<Progress>,
+    last: bool,
+    nports: u16,
+    offline: bool,
+}
+
+impl HandoffWorker {
+    fn run(
+        &mut self,
+        stages: &mut [Box<dyn Stage>],
+        burst_size: usize,
+        stop: &AtomicBool,
+    ) -> Result<(), EngineError> {
+        let mut burst = Burst::new();
+        let mut leaving = Burst::new();
+        let mut idle = 0u32;
+        loop {
+            // Read upstream's progress *before* draining: everything below it is in our ring.
+            let up_done = self.upstream.done.load(Ordering::Acquire);
+            let up = self.upstream.mark.load(Ordering::Acquire);
+            let mut worked = false;
+            while self.input.dequeue(&mut burst, burst_size) > 0 {
+                worked = true;
+                let ctx = Ctx {
+                    now: self.clock.tick(&burst),
+                    worker: self.index,
+                };
+                self.runner.run(
+                    &ctx,
+                    stages,
+                    &mut burst,
+                    &mut leaving,
+                    &mut self.cache,
+                    self.nports,
+                );
+                if self.last {
+                    self.runner
+                        .finish(&mut burst, &mut leaving, &mut self.cache, self.nports);
+                } else if let Some(next) = &self.next {
+                    push_all(
+                        next,
+                        &mut burst,
+                        self.offline,
+                        stop,
+                        &mut self.runner.drops,
+                        &mut self.cache,
+                    );
+                }
+                push_all(
+                    &self.out,
+                    &mut leaving,
+                    self.offline,
+                    stop,
+                    &mut self.runner.drops,
+                    &mut self.cache,
+                );
+            }
+            self.mine.mark.store(up, Ordering::Release);
+            if up_done {
+                break;
+            }
+            if worked {
+                idle = 0;
+            } else {
+                idle += 1;
+                if idle > 64 {
+                    std::thread::yield_now();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Pushes a whole burst into a ring. Offline it waits for room (the consumer always drains);
+/// online it drops what does not fit after a few tries, counted as `HandoffFull`.
+#[inline]
+fn push_all<const M: bool>(
+    ring: &BufProducer<M>,
+    b: &mut Burst,
+    offline: bool,
+    stop: &AtomicBool,
+    drops: &mut DropCounters,
+    cache: &mut PoolCache,
+) {
+    let mut tries = 0u32;
+    while !b.is_empty() {
+        ring.enqueue(b);
+        if b.is_empty() {
+            break;
+        }
+        tries += 1;
+        if (!offline && tries > 16) || (offline && stop.load(Ordering::Relaxed) && tries > 1 << 20)
+        {
+            for _ in 0..b.len() {
+                drops.count(DropReason::HandoffFull);
+            }
+            cache.free_burst(b);
+            break;
+        }
+        std::hint::spin_loop();
+        if tries % 64 == 0 {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// The I/O thread of the handoff shape: owns the ports, dispatches, reorders, transmits.
+struct IoThread {
+    cache: PoolCache,
+    drops: DropCounters,
+    to_workers: Vec<BufProducer<false>>,
+    from_workers: Vec<BufConsumer<false>>,
+    progress: Arc<Progress>,
+    worker_marks: Vec<Arc<Progress>>,
+    pipeline: bool,
+    offline: bool,
+    burst: usize,
+    seq: u64,
+    reorder: Reorder,
+    txbufs: Vec<Burst>,
+}
+
+impl IoThread {
+    fn run(&mut self, ports: &mut [Box<dyn Port>], stop: &AtomicBool) -> Result<(), EngineError> {
+        let nw = self.to_workers.len();
+        let mut staging: Vec<Burst> = (0..nw).map(|_| Burst::new()).collect();
+        let mut burst = Burst::new();
+        let mut rx_done = false;
+        let mut idle = 0u32;
+        loop {
+            let mut worked = false;
+            if !rx_done {
+                let mut all_done = true;
+                for pi in 0..ports.len() {
+                    let n = ports[pi].rx_burst(0, &mut self.cache, &mut burst, self.burst)?;
+                    if !ports[pi].at_end() {
+                        all_done = false;
+                    }
+                    if n == 0 {
+                        continue;
+                    }
+                    worked = true;
+                    self.dispatch(&mut burst, &mut staging, ports, stop)?;
+                }
+                self.progress.mark.store(self.seq, Ordering::Release);
+                if all_done || stop.load(Ordering::Relaxed) {
+                    rx_done = true;
+                    self.progress.done.store(true, Ordering::Release);
+                }
+            }
+            let all_workers_done = self
+                .worker_marks
+                .iter()
+                .all(|m| m.done.load(Ordering::Acquire));
+            worked |= self.collect(ports, all_workers_done)?;
+            if rx_done && all_workers_done {
+                // One last sweep after the workers' final pushes.
+                self.collect(ports, true)?;
+                break;
+            }
+            if worked {
+                idle = 0;
+            } else {
+                idle += 1;
+                if idle > 64 {
+                    std::thread::yield_now();
+                }
+            }
+        }
+        for p in ports.iter_mut() {
+            p.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Stamps and hands a received burst to the workers.
+    fn dispatch(
+        &mut self,
+        burst: &mut Burst,
+        staging: &mut [Burst],
+        ports: &mut [Box<dyn Port>],
+        stop: &AtomicBool,
+    ) -> Result<(), EngineError> {
+        let nw = staging.len();
+        let mut seq = self.seq;
+        for m in burst.as_mut_slice() {
+            m.set_seq(seq);
+            seq += 1;
+        }
+        self.seq = seq;
+        if self.pipeline || nw == 1 {
+            std::mem::swap(burst, &mut staging[0]);
+        } else {
+            burst.retain_owned(|_, mut m| {
+                let h = flow_hash(m.data());
+                m.set_flow_hash(h);
+                let w = ((h as u64 * nw as u64) >> 32) as usize;
+                let _ = staging[w].push(m);
+                None
+            });
+        }
+        for (w, b) in staging.iter_mut().enumerate() {
+            // While a worker's ring is full, keep draining their output so nobody deadlocks.
+            let mut tries = 0u32;
+            while !b.is_empty() {
+                self.to_workers[w].enqueue(b);
+                if b.is_empty() {
+                    break;
+                }
+                tries += 1;
+                if !self.offline && tries > 16 {
+                    for _ in 0..b.len() {
+                        self.drops.count(DropReason::HandoffFull);
+                    }
+                    self.cache.free_burst(b);
+                    break;
+                }
+                if self.offline && stop.load(Ordering::Relaxed) && tries > 1 << 20 {
+                    for _ in 0..b.len() {
+                        self.drops.count(DropReason::HandoffFull);
+                    }
+                    self.cache.free_burst(b);
+                    break;
+                }
+                self.collect(ports, false)?;
+                std::thread::yield_now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains the workers' output rings and transmits. Offline, output goes through the
+    /// reorder buffer and leaves in input order once every worker has moved past it.
+    fn collect(
+        &mut self,
+        ports: &mut [Box<dyn Port>],
+        final_sweep: bool,
+    ) -> Result<bool, EngineError> {
+        // Read the marks before draining (see `Progress`).
+        let low = self
+            .worker_marks
+            .iter()
+            .map(|m| m.mark.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0);
+        let mut got = false;
+        let mut b = Burst::new();
+        for ring in &self.from_workers {
+            while ring.dequeue(&mut b, BURST_MAX) > 0 {
+                got = true;
+                if self.offline {
+                    let r = &mut self.reorder;
+                    b.retain_owned(|_, m| {
+                        r.push(m);
+                        None
+                    });
+                } else {
+                    route(&mut b, &mut self.txbufs);
+                    flush_txbufs(ports, &mut self.txbufs, &mut self.cache, &mut self.drops)?;
+                }
+            }
+        }
+        if self.offline {
+            let limit = if final_sweep { u64::MAX } else { low };
+            while let Some(m) = self.reorder.pop_below(limit) {
+                let e = m.egress() as usize;
+                if let Err(m) = self.txbufs[e].push(m) {
+                    // Unreachable: a full buffer is flushed right below.
+                    self.drops.count(DropReason::Internal);
+                    self.cache.free(m);
+                }
+                if self.txbufs[e].room() == 0 {
+                    flush_txbufs(ports, &mut self.txbufs, &mut self.cache, &mut self.drops)?;
+                }
+            }
+            flush_txbufs(ports, &mut self.txbufs, &mut self.cache, &mut self.drops)?;
+        }
+        Ok(got)
+    }
+}
+
+fn route(b: &mut Burst, txbufs: &mut [Burst]) {
+    b.retain_owned(|_, m| {
+        let e = m.egress() as usize;
+        match txbufs[e].push(m) {
+            Ok(()) => None,
+            Err(m) => Some(m),
+        }
+    });
+}
+
+fn flush_txbufs(
+    ports: &mut [Box<dyn Port>],
+    txbufs: &mut [Burst],
+    cache: &mut PoolCache,
+    drops: &mut DropCounters,
+) -> Result<(), EngineError> {
+    for (pi, b) in txbufs.iter_mut().enumerate() {
+        if !b.is_empty() {
+            send(&mut *ports[pi], b, cache, drops)?;
+        }
+    }
+    Ok(())
+}
+
+/// The symmetric flow hash of a frame (0 for frames whose headers do not parse: they all go to
+/// one worker, which drops or forwards them as its stages decide).
+#[inline]
+pub fn flow_hash(frame: &[u8]) -> u32 {
+    match crate::wire::parse::parse(frame) {
+        Ok(p) => crate::wire::flow::symmetric_hash(frame, &p),
+        Err(_) => 0,
+    }
+}

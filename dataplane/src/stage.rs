@@ -1,0 +1,183 @@
+//! The stage model: how a VNF stage sees packets.
+//!
+//! A stage works on a whole burst at once, like a VPP graph node: it reads the packets, changes
+//! them in place, and writes one [`Next`] per packet: carry on down the chain, leave by a port
+//! now, go to the control plane, or be dropped for a named [`DropReason`]. The engine then
+//! scatters the burst once: packets that carry on stay together (compacted, in order) for the
+//! next stage, the rest go to their port's transmit buffer, the control plane, or the drop
+//! counters. A stage never touches a port, a clock or a thread: it is handed `now` (from the
+//! worker's TSC clock online, from the capture's timestamps in replay), so its timers run on a
+//! virtual clock in tests.
+//!
+//! Drop reasons are one enum with per-worker counters, never errors or log lines on the packet
+//! path. Stages added later (firewall, NAT, router) add their reasons here.
+
+use pmd::Mbuf;
+
+/// Where a packet goes after a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Next(u16);
+
+const PORT_BIT: u16 = 0x8000;
+const DROP_BIT: u16 = 0x4000;
+
+impl Next {
+    /// On to the next stage; after the last stage, out of the egress port the packet carries
+    /// ([`Mbuf::set_egress`]), or dropped as [`DropReason::NoEgress`] if none was chosen.
+    pub const CONTINUE: Next = Next(0);
+    /// To the control plane (slow path).
+    pub const CONTROL: Next = Next(1);
+
+    /// Out of port `p` now, skipping the rest of the chain.
+    #[inline(always)]
+    pub const fn port(p: u16) -> Next {
+        Next(PORT_BIT | (p & 0x3fff))
+    }
+
+    /// Dropped, counted under `r`.
+    #[inline(always)]
+    pub const fn drop(r: DropReason) -> Next {
+        Next(DROP_BIT | r as u16)
+    }
+
+    /// Decodes the step.
+    #[inline(always)]
+    pub fn kind(self) -> NextKind {
+        if self.0 & PORT_BIT != 0 {
+            NextKind::Port(self.0 & 0x3fff)
+        } else if self.0 & DROP_BIT != 0 {
+            NextKind::Drop(DropReason::from_u16(self.0 & 0xff))
+        } else if self == Next::CONTROL {
+            NextKind::Control
+        } else {
+            NextKind::Continue
+        }
+    }
+}
+
+/// A decoded [`Next`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextKind {
+    /// On to the next stage.
+    Continue,
+    /// Out of this port.
+    Port(u16),
+    /// To the control plane.
+    Control,
+    /// Dropped.
+    Drop(DropReason),
+}
+
+macro_rules! drop_reasons {
+    ($($variant:ident = $name:literal: $doc:literal,)*) => {
+        /// Why the dataplane dropped a packet. Every drop is counted under one of these.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason { $(#[doc = $doc] $variant,)* }
+
+        impl DropReason {
+            /// All reasons, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            /// Number of reasons.
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// Stable counter name.
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+
+            fn from_u16(v: u16) -> DropReason {
+                Self::ALL.get(v as usize).copied().unwrap_or(DropReason::Internal)
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    Internal = "internal": "An engine invariant failed (should never be counted).",
+    NoEgress = "no_egress": "The packet reached the end of the chain without an egress port.",
+    BadPort = "bad_port": "A stage chose a port that does not exist.",
+    NoControlPlane = "no_control_plane": "Punted to the control plane, which has no handler for it yet.",
+    TxFull = "tx_full": "The egress port's transmit queue stayed full.",
+    HandoffFull = "handoff_full": "The ring to another core stayed full.",
+    Malformed = "malformed": "Headers could not be parsed.",
+    NoForwardRule = "no_forward_rule": "The forward stage has no rule for the input port.",
+}
+
+/// Per-worker drop counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropCounters(pub [u64; DropReason::COUNT]);
+
+impl Default for DropCounters {
+    fn default() -> Self {
+        DropCounters([0; DropReason::COUNT])
+    }
+}
+
+impl DropCounters {
+    /// Counts one drop.
+    #[inline(always)]
+    pub fn count(&mut self, r: DropReason) {
+        self.0[r as usize] += 1;
+    }
+    /// Total.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+    /// Adds another set.
+    pub fn add(&mut self, o: &DropCounters) {
+        for (a, b) in self.0.iter_mut().zip(o.0.iter()) {
+            *a += b;
+        }
+    }
+    /// Non-zero counters by name.
+    pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .zip(self.0.iter())
+            .filter(|(_, &v)| v != 0)
+            .map(|(r, &v)| (r.name(), v))
+    }
+}
+
+/// What a stage is given besides the burst.
+pub struct Ctx {
+    /// Nanoseconds now, from the worker's clock (TSC online, capture timestamps in replay).
+    pub now: u64,
+    /// Index of the worker running the stage.
+    pub worker: usize,
+}
+
+/// A VNF stage.
+pub trait Stage: Send {
+    /// Kind name (for `check` and counters).
+    fn name(&self) -> &str;
+
+    /// Processes a burst: for each `pkts[i]` set `nexts[i]` (they arrive as
+    /// [`Next::CONTINUE`]). `pkts.len() == nexts.len()`.
+    fn process(&mut self, ctx: &Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]);
+
+    /// The stage's own counters, by name.
+    fn counters(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_round_trips() {
+        assert_eq!(Next::CONTINUE.kind(), NextKind::Continue);
+        assert_eq!(Next::CONTROL.kind(), NextKind::Control);
+        assert_eq!(Next::port(7).kind(), NextKind::Port(7));
+        for &r in DropReason::ALL {
+            assert_eq!(Next::drop(r).kind(), NextKind::Drop(r));
+        }
+        let names: std::collections::HashSet<_> =
+            DropReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+}
