@@ -284,7 +284,8 @@ impl Mbuf {
     pub fn set_snap_cut(&mut self, n: u32) {
         self.hdr_mut().snap_cut = n;
     }
-    /// The stage metadata cache line (64 bytes, zeroed on allocation).
+    /// The stage metadata cache line (64 bytes). Not cleared on allocation (that would cost a
+    /// cache line per packet): a stage writes what it later reads.
     #[inline(always)]
     pub fn meta(&self) -> &[u64; 8] {
         &self.hdr().meta

@@ -132,7 +132,6 @@ impl PoolCore {
         h.timestamp = 0;
         h.snap_cut = 0;
         h.egress = crate::mbuf::NO_EGRESS;
-        h.meta = [0; 8];
     }
 }
 

@@ -77,7 +77,7 @@ pub struct EngineOptions {
 }
 
 /// Builds one chain instance (run-to-completion builds one per worker: per-core state).
-pub type ChainFactory<'a> = dyn Fn(usize) -> Vec<Box<dyn Stage>> + 'a;
+pub type ChainFactory<'a> = dyn Fn(usize) -> Vec<Box<dyn Stage>> + Send + Sync + 'a;
 
 /// Errors that stop the engine.
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +298,8 @@ impl<'a> Engine<'a> {
             s.spawn(|| -> Result<WorkerReport, EngineError> {
                 pin(core, "worker 0")?;
                 let mut w = Direct {
+                    offline: opts.offline,
+                    seq: 0,
                     cache: pool.cache(),
                     runner: ChainRunner::default(),
                     clock: Clock::new(opts.clock),
@@ -542,6 +544,8 @@ impl Clock {
 
 /// The single run-to-completion worker that owns the ports.
 struct Direct {
+    offline: bool,
+    seq: u64,
     cache: PoolCache,
     runner: ChainRunner,
     clock: Clock,
@@ -575,6 +579,12 @@ impl Direct {
                     continue;
                 }
                 got_any = true;
+                if self.offline {
+                    for m in burst.as_mut_slice() {
+                        m.set_seq(self.seq);
+                        self.seq += 1;
+                    }
+                }
                 let ctx = Ctx {
                     now: self.clock.tick(&burst),
                     worker: 0,
@@ -589,7 +599,12 @@ impl Direct {
                 );
                 self.runner
                     .finish(&mut burst, &mut leaving, &mut self.cache, nports);
-                self.transmit(ports, &mut leaving, false)?;
+                if self.offline {
+                    // Packets a stage sent out mid-chain are ahead of the rest of their burst:
+                    // put input order back, so replay output is the same in every layout.
+                    sort_by_seq(leaving.as_mut_slice());
+                }
+                self.transmit(ports, &mut leaving)?;
             }
             if all_done {
                 break;
@@ -615,7 +630,6 @@ impl Direct {
         &mut self,
         ports: &mut [Box<dyn Port>],
         leaving: &mut Burst,
-        _offline: bool,
     ) -> Result<(), EngineError> {
         let Some(first) = leaving.as_slice().first().map(|m| m.egress()) else {
             return Ok(());
@@ -640,6 +654,17 @@ impl Direct {
             }
         }
         Ok(())
+    }
+}
+
+/// Stable insertion sort by sequence number: no allocation, linear on sorted input.
+fn sort_by_seq(v: &mut [pmd::Mbuf]) {
+    for i in 1..v.len() {
+        let mut j = i;
+        while j > 0 && v[j - 1].seq() > v[j].seq() {
+            v.swap(j - 1, j);
+            j -= 1;
+        }
     }
 }
 

@@ -1,0 +1,288 @@
+//! The engine end to end with test stages: every packet accounted for in every layout, the
+//! replay clock follows the capture, and an online run stops cleanly on request.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dataplane::engine::{ClockMode, Engine, EngineOptions, Layout, Report};
+use dataplane::stage::{Ctx, DropReason, Next, Stage};
+use pmd::mem::HugePolicy;
+use pmd::pcap::{PcapReader, PcapWriter, LINKTYPE_ETHERNET};
+use pmd::port::null::NullPort;
+use pmd::port::pcap::PcapPort;
+use pmd::port::Port;
+use pmd::{Mbuf, Pool, PoolConfig};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dp-engine-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes `n` IPv4/UDP frames over 17 flows; frame i carries i in its last 4 bytes and has
+/// timestamp 1e9 + i*1000 ns
+/// (the clock goes backwards once, at i == 50, to check `now` never does).
+fn write_input(path: &PathBuf, n: u32) {
+    let mut w = PcapWriter::create(path, LINKTYPE_ETHERNET, 65535, true).unwrap();
+    for i in 0..n {
+        let mut f = vec![0u8; 64];
+        f[12] = 0x08;
+        f[14] = 0x45; // IPv4, 20-byte header
+        f[16..18].copy_from_slice(&50u16.to_be_bytes()); // total length
+        f[22] = 64; // TTL
+        f[23] = 17; // UDP
+        f[26..30].copy_from_slice(&[10, 0, 0, (i % 17) as u8]);
+        f[30..34].copy_from_slice(&[10, 0, 1, 1]);
+        f[34..36].copy_from_slice(&(1000 + (i % 17) as u16).to_be_bytes());
+        f[36..38].copy_from_slice(&53u16.to_be_bytes());
+        f[38..40].copy_from_slice(&30u16.to_be_bytes());
+        f[60..64].copy_from_slice(&i.to_be_bytes());
+        let ts = if i == 50 {
+            1_000_000_000
+        } else {
+            1_000_000_000 + i as u64 * 1000
+        };
+        w.write(ts, &f, 64).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+fn read_ids(path: &PathBuf) -> Vec<u32> {
+    let mut r = PcapReader::open(path).unwrap();
+    let mut v = Vec::new();
+    while let Some(rec) = r.next_record().unwrap() {
+        v.push(u32::from_be_bytes(rec.data[60..64].try_into().unwrap()));
+    }
+    v
+}
+
+fn id(m: &Mbuf) -> u32 {
+    u32::from_be_bytes(m.data()[60..64].try_into().unwrap())
+}
+
+/// Drops ids divisible by 3 (malformed), punts those divisible by 5, sends those divisible by 7
+/// straight out of port 1, and otherwise carries on.
+struct Sieve;
+impl Stage for Sieve {
+    fn name(&self) -> &str {
+        "sieve"
+    }
+    fn process(&mut self, _: &Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
+        for (m, n) in pkts.iter().zip(nexts.iter_mut()) {
+            let i = id(m);
+            *n = if i % 3 == 0 {
+                Next::drop(DropReason::Malformed)
+            } else if i % 5 == 0 {
+                Next::CONTROL
+            } else if i % 7 == 0 {
+                Next::port(1)
+            } else {
+                Next::CONTINUE
+            };
+        }
+    }
+}
+
+/// Sends everything that reaches it to port 1, except ids divisible by 11 (no egress).
+struct ToOne;
+impl Stage for ToOne {
+    fn name(&self) -> &str {
+        "to-one"
+    }
+    fn process(&mut self, _: &Ctx, pkts: &mut [Mbuf], _: &mut [Next]) {
+        for m in pkts.iter_mut() {
+            if id(m) % 11 != 0 {
+                m.set_egress(1);
+            }
+        }
+    }
+}
+
+/// Records `now` for each burst.
+struct Clock(Arc<Mutex<Vec<u64>>>);
+impl Stage for Clock {
+    fn name(&self) -> &str {
+        "clock"
+    }
+    fn process(&mut self, ctx: &Ctx, _: &mut [Mbuf], _: &mut [Next]) {
+        self.0.lock().unwrap().push(ctx.now);
+    }
+}
+
+fn pool() -> Pool {
+    Pool::new(&PoolConfig {
+        count: 16384,
+        huge: HugePolicy::Never,
+        ..PoolConfig::default()
+    })
+    .unwrap()
+}
+
+fn opts(layout: Layout, workers: usize) -> EngineOptions {
+    EngineOptions {
+        burst: 32,
+        worker_cores: vec![None; workers],
+        io_core: None,
+        layout,
+        clock: ClockMode::Capture,
+        offline: true,
+        ring_size: 1024,
+    }
+}
+
+fn replay(n: u32, layout: Layout, workers: usize, tag: &str) -> (Report, Vec<u32>, Vec<u64>) {
+    let dir = tmp(tag);
+    let (inp, out) = (dir.join("in.pcap"), dir.join("out.pcap"));
+    write_input(&inp, n);
+    let ports: Vec<Box<dyn Port>> = vec![
+        Box::new(PcapPort::open("in", 0, Some(&inp), None).unwrap()),
+        Box::new(PcapPort::open("out", 1, None, Some(&out)).unwrap()),
+    ];
+    let nows = Arc::new(Mutex::new(Vec::new()));
+    let n2 = nows.clone();
+    let chain = move |_| -> Vec<Box<dyn Stage>> {
+        vec![
+            Box::new(Clock(n2.clone())),
+            Box::new(Sieve),
+            Box::new(ToOne),
+        ]
+    };
+    let engine = Engine::new(ports, pool(), Box::new(chain), opts(layout, workers)).unwrap();
+    let report = engine.run(&AtomicBool::new(false)).unwrap();
+    let ids = read_ids(&out);
+    let nows = nows.lock().unwrap().clone();
+    (report, ids, nows)
+}
+
+fn check_accounting(r: &Report, ids: &[u32], n: u32, what: &str) {
+    let expect: Vec<u32> = (0..n)
+        .filter(|i| i % 3 != 0 && i % 5 != 0 && (i % 7 == 0 || i % 11 != 0))
+        .collect();
+    assert_eq!(
+        ids,
+        &expect[..],
+        "{what}: output differs (order or content)"
+    );
+    let d = r.drops();
+    let count = |f: &dyn Fn(u32) -> bool| (0..n).filter(|&i| f(i)).count() as u64;
+    assert_eq!(
+        d.0[DropReason::Malformed as usize],
+        count(&|i| i % 3 == 0),
+        "{what}"
+    );
+    assert_eq!(
+        d.0[DropReason::NoControlPlane as usize],
+        count(&|i| i % 3 != 0 && i % 5 == 0),
+        "{what}"
+    );
+    assert_eq!(
+        d.0[DropReason::NoEgress as usize],
+        count(&|i| i % 3 != 0 && i % 5 != 0 && i % 7 != 0 && i % 11 == 0),
+        "{what}"
+    );
+    assert_eq!(r.received(), n as u64, "{what}");
+    assert!(r.balanced(), "{what}:\n{}", r.render());
+}
+
+#[test]
+fn every_packet_accounted_run_to_completion() {
+    let (r, ids, _) = replay(3000, Layout::RunToCompletion, 1, "rtc1");
+    check_accounting(&r, &ids, 3000, "rtc 1 worker");
+}
+
+#[test]
+fn every_packet_accounted_two_workers_in_input_order() {
+    let (r, ids, _) = replay(3000, Layout::RunToCompletion, 2, "rtc2");
+    check_accounting(&r, &ids, 3000, "rtc 2 workers");
+    assert!(
+        r.workers.iter().all(|w| w.processed > 0),
+        "the hash should spread flows:\n{}",
+        r.render()
+    );
+}
+
+#[test]
+fn every_packet_accounted_pipeline() {
+    for segs in [vec![1, 2], vec![0, 3], vec![3, 0], vec![1, 1, 1]] {
+        let w = segs.len();
+        let (r, ids, _) = replay(
+            2000,
+            Layout::Pipeline {
+                segments: segs.clone(),
+            },
+            w,
+            "pipe",
+        );
+        check_accounting(&r, &ids, 2000, &format!("pipeline {segs:?}"));
+    }
+}
+
+#[test]
+fn replay_clock_follows_capture_and_never_goes_back() {
+    let (_, _, nows) = replay(200, Layout::RunToCompletion, 1, "clock");
+    assert!(!nows.is_empty());
+    assert!(
+        nows.windows(2).all(|w| w[0] <= w[1]),
+        "now went backwards: {nows:?}"
+    );
+    assert_eq!(*nows.last().unwrap(), 1_000_000_000 + 199 * 1000);
+    assert!(nows[0] >= 1_000_000_000 && nows[0] <= 1_000_000_000 + 31 * 1000);
+}
+
+#[test]
+fn online_run_stops_on_request_and_balances() {
+    for (layout, workers) in [
+        (Layout::RunToCompletion, 1),
+        (Layout::RunToCompletion, 2),
+        (
+            Layout::Pipeline {
+                segments: vec![1, 0],
+            },
+            2,
+        ),
+    ] {
+        let ports: Vec<Box<dyn Port>> = vec![
+            Box::new(NullPort::new("a", 0, 64, None)),
+            Box::new(NullPort::new("b", 1, 64, None)),
+        ];
+        let chain = |_| -> Vec<Box<dyn Stage>> {
+            vec![Box::new(dataplane::stages::Forward::new(&[(0, 1), (1, 0)]))]
+        };
+        let mut o = opts(layout.clone(), workers);
+        o.offline = false;
+        o.clock = ClockMode::Tsc;
+        let engine = Engine::new(ports, pool(), Box::new(chain), o).unwrap();
+        let stop = AtomicBool::new(false);
+        let r = std::thread::scope(|s| {
+            let h = s.spawn(|| engine.run(&stop));
+            std::thread::sleep(Duration::from_millis(200));
+            stop.store(true, Ordering::Relaxed);
+            h.join().unwrap().unwrap()
+        });
+        assert!(r.sent() > 0, "{layout:?}: nothing forwarded");
+        assert!(r.balanced(), "{layout:?}:\n{}", r.render());
+    }
+}
+
+#[test]
+fn engine_refuses_bad_options() {
+    let mk = || -> Vec<Box<dyn Port>> { vec![Box::new(NullPort::new("a", 0, 64, Some(1)))] };
+    let chain = || Box::new(|_: usize| -> Vec<Box<dyn Stage>> { Vec::new() });
+    let mut o = opts(Layout::RunToCompletion, 1);
+    o.burst = 0;
+    assert!(Engine::new(mk(), pool(), chain(), o).is_err());
+    let o = opts(Layout::Pipeline { segments: vec![1] }, 2);
+    assert!(Engine::new(mk(), pool(), chain(), o).is_err());
+    let small = Pool::new(&PoolConfig {
+        count: 512,
+        huge: HugePolicy::Never,
+        ..PoolConfig::default()
+    })
+    .unwrap();
+    let e = Engine::new(mk(), small, chain(), opts(Layout::RunToCompletion, 1))
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("too few"), "{e}");
+}
