@@ -11,10 +11,9 @@ use pmd::port::pcap::PcapPort;
 use pmd::port::Port;
 use pmd::{Pool, PoolConfig};
 
-use crate::config::{Config, HugeMode, LayoutMode, PortKind, StageConfig};
+use crate::config::{BuildEnv, Config, HugeMode, LayoutMode, PortKind};
 use crate::engine::{ClockMode, Engine, EngineOptions, Layout, Report};
 use crate::stage::Stage;
-use crate::stages::{Forward, MacRewrite};
 
 /// Files given on the `replay` command line: `[PORT=]FILE`.
 #[derive(Debug, Clone, Default)]
@@ -80,12 +79,12 @@ fn split_arg(a: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// The input and output capture of one port.
+type PortFiles = (Option<PathBuf>, Option<PathBuf>);
+
 /// Decides which file each pcap port reads and writes in a replay.
-fn replay_paths(
-    cfg: &Config,
-    files: &ReplayFiles,
-) -> Result<Vec<(Option<PathBuf>, Option<PathBuf>)>, BuildError> {
-    let mut paths: Vec<(Option<PathBuf>, Option<PathBuf>)> = cfg
+fn replay_paths(cfg: &Config, files: &ReplayFiles) -> Result<Vec<PortFiles>, BuildError> {
+    let mut paths: Vec<PortFiles> = cfg
         .ports
         .iter()
         .map(|p| match &p.kind {
@@ -183,20 +182,14 @@ pub fn open_ports(
     Ok(ports)
 }
 
-/// Builds one instance of the chain.
-pub fn build_chain(cfg: &Config) -> Vec<Box<dyn Stage>> {
-    let macs: Vec<[u8; 6]> = cfg.ports.iter().map(|p| p.mac).collect();
-    cfg.stages
-        .iter()
-        .map(|s| -> Box<dyn Stage> {
-            match s {
-                StageConfig::Forward { routes } => Box::new(Forward::new(routes)),
-                StageConfig::MacRewrite { dst, src } => {
-                    Box::new(MacRewrite::new(*dst, *src, macs.clone()))
-                }
-            }
-        })
-        .collect()
+/// Builds one instance of the chain, for run-to-completion worker `worker` of `workers`.
+pub fn build_chain(cfg: &Config, worker: usize, workers: usize) -> Vec<Box<dyn Stage>> {
+    let env = BuildEnv {
+        port_macs: cfg.ports.iter().map(|p| p.mac).collect(),
+        worker,
+        workers,
+    };
+    cfg.stages.iter().map(|s| s.build(&env)).collect()
 }
 
 /// Maps the pool.
@@ -238,6 +231,14 @@ pub fn engine_options(cfg: &Config, offline: bool) -> EngineOptions {
     }
 }
 
+/// How many chain instances the layout builds (one per worker in run-to-completion).
+fn chain_copies(cfg: &Config) -> usize {
+    match cfg.layout {
+        LayoutMode::RunToCompletion => cfg.workers.len(),
+        LayoutMode::Pipeline => 1,
+    }
+}
+
 /// Runs a configuration to the end: a replay when `files` is given, online otherwise.
 pub fn run(
     cfg: &Config,
@@ -249,7 +250,7 @@ pub fn run(
     let engine = Engine::new(
         ports,
         pool,
-        Box::new(|_| build_chain(cfg)),
+        Box::new(|w| build_chain(cfg, w, chain_copies(cfg))),
         engine_options(cfg, files.is_some()),
     )
     .map_err(|e| BuildError(format!("{}: {e}", cfg.file)))?;
@@ -362,14 +363,8 @@ pub fn describe(cfg: &Config) -> String {
         }
     }
     for st in &cfg.stages {
-        if let StageConfig::Forward { routes } = st {
-            for (f, t) in routes {
-                let _ = writeln!(
-                    s,
-                    "  forward {} -> {}",
-                    cfg.ports[*f as usize].name, cfg.ports[*t as usize].name
-                );
-            }
+        for line in st.describe(&cfg.ports) {
+            let _ = writeln!(s, "  {}: {line}", st.kind());
         }
     }
     let list = |v: &[u16]| {

@@ -22,7 +22,7 @@ pub const DEFAULT_NAME: &str = "<built-in default.toml>";
 
 /// A configuration error, pointing at the file and line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {key}{sep}{msg}", sep = if key.is_empty() { "" } else { ": " })]
+#[error("{file}{}: {key}{sep}{msg}", if *line == 0 { String::new() } else { format!(":{line}") }, sep = if key.is_empty() { "" } else { ": " })]
 pub struct ConfigError {
     /// File name.
     pub file: String,
@@ -46,7 +46,7 @@ struct Raw {
     #[serde(default)]
     port: Vec<Spanned<RawPort>>,
     #[serde(default)]
-    stage: Vec<Spanned<RawStage>>,
+    stage: Vec<Spanned<RawStageKind>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,27 +181,12 @@ enum PortKindName {
     Null,
 }
 
-/// A `[[stage]]` table: one flat set of keys, checked per kind after parsing (serde's tagged
-/// enums would lose the line numbers).
+/// The first look at a `[[stage]]` table: only its kind. The table itself is parsed again, by
+/// the stage's own parser, from its region of the file (see [`StageTable`]).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStage {
+struct RawStageKind {
     kind: Spanned<String>,
-    #[serde(default)]
-    routes: Option<Spanned<HashMap<String, Spanned<String>>>>,
-    #[serde(default)]
-    to: Option<Spanned<String>>,
-    #[serde(default)]
-    dst: Option<Spanned<String>>,
-    #[serde(default)]
-    src: Option<Spanned<String>>,
 }
-
-/// Stage kinds and the keys each takes.
-const STAGE_KINDS: &[(&str, &[&str])] = &[
-    ("forward", &["routes", "to"]),
-    ("mac-rewrite", &["dst", "src"]),
-];
 
 /// A port, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,35 +220,134 @@ pub enum PortKind {
     },
 }
 
-/// A stage, resolved (port names turned into port numbers).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StageConfig {
-    /// Port-to-port forward: (from, to) pairs.
-    Forward {
-        /// Port pairs.
-        routes: Vec<(u16, u16)>,
-    },
-    /// MAC rewrite.
-    MacRewrite {
-        /// New destination.
-        dst: Option<[u8; 6]>,
-        /// New source.
-        src: crate::stages::mac_rewrite::SrcMac,
-    },
-}
-
-impl StageConfig {
-    /// Kind name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StageConfig::Forward { .. } => "forward",
-            StageConfig::MacRewrite { .. } => "mac-rewrite",
-        }
+/// A stage's validated settings, able to build the stage (once per run-to-completion worker).
+pub trait StageSpec: Send + Sync + std::fmt::Debug {
+    /// The stage kind (`forward`, ...).
+    fn kind(&self) -> &'static str;
+    /// Builds one instance.
+    fn build(&self, env: &BuildEnv) -> Box<dyn crate::stage::Stage>;
+    /// Lines for `dataplane check` describing the resolved settings.
+    fn describe(&self, ports: &[PortConfig]) -> Vec<String> {
+        let _ = ports;
+        Vec::new()
     }
 }
 
+/// What a stage gets when it is built.
+#[derive(Debug, Clone)]
+pub struct BuildEnv {
+    /// Port MAC addresses by port number.
+    pub port_macs: Vec<[u8; 6]>,
+    /// Index of the worker the instance is for.
+    pub worker: usize,
+    /// Number of run-to-completion workers sharing the chain (1 in a pipeline).
+    pub workers: usize,
+}
+
+/// Parses one stage kind's table.
+pub type StageParser = fn(&StageTable<'_>) -> Result<Box<dyn StageSpec>, ConfigError>;
+
+/// Every stage kind the configuration knows, with its parser. A new stage adds one line.
+pub const STAGE_KINDS: &[(&str, StageParser)] = &[
+    ("forward", crate::stages::forward::parse_config),
+    ("mac-rewrite", crate::stages::mac_rewrite::parse_config),
+];
+
+/// One `[[stage]]` table handed to its stage's parser: parse it into the stage's own
+/// `#[serde(deny_unknown_fields)]` struct with [`StageTable::parse`], and report problems
+/// with [`StageTable::err`] so they name the file, line and key.
+pub struct StageTable<'a> {
+    file: &'a str,
+    text: &'a str,
+    region: Range<usize>,
+    /// Position in the chain.
+    pub index: usize,
+    names: &'a HashMap<String, u16>,
+    /// Directory relative paths are taken from.
+    pub base: &'a Path,
+}
+
+impl StageTable<'_> {
+    /// Deserialises the table. `T` must accept the `kind` key (a `kind: String` field).
+    /// Spans inside `T` are relative to the table's region; pass them to [`Self::err`].
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        #[derive(Deserialize)]
+        struct One<T> {
+            stage: Vec<T>,
+        }
+        let sub = &self.text[self.region.clone()];
+        let one: One<T> = toml::from_str(sub).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let msg = e.message().replace('\n', " ");
+            let key = unknown_field(&msg).unwrap_or("").to_string();
+            self.err(span, &key, msg)
+        })?;
+        one.stage
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.err(0..0, "", "empty stage table"))
+    }
+
+    /// An error at `span` (relative to the table) about `key` (relative to the table).
+    pub fn err(&self, span: Range<usize>, key: &str, msg: impl Into<String>) -> ConfigError {
+        let start = self.region.start + span.start.min(self.region.len());
+        let line = self.text[..start].bytes().filter(|&b| b == b'\n').count() + 1;
+        ConfigError {
+            file: self.file.to_string(),
+            line,
+            key: if key.is_empty() {
+                format!("stage[{}]", self.index)
+            } else {
+                format!("stage[{}].{key}", self.index)
+            },
+            msg: msg.into(),
+        }
+    }
+
+    /// Resolves a port name.
+    pub fn port(&self, name: &Spanned<String>, key: &str) -> Result<u16, ConfigError> {
+        self.names.get(name.get_ref()).copied().ok_or_else(|| {
+            let mut known: Vec<_> = self.names.keys().cloned().collect();
+            known.sort();
+            self.err(
+                name.span(),
+                key,
+                format!(
+                    "no port named {:?} (ports: {})",
+                    name.get_ref(),
+                    known.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Number of ports.
+    pub fn port_count(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// The byte range of a `[[stage]]` table: its span, extended over `[stage.x]` sub-tables up
+/// to the next header of another table.
+fn stage_region(text: &str, span: Range<usize>) -> Range<usize> {
+    let mut pos = span.end;
+    for line in text[span.end..].split_inclusive('\n') {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix('[') {
+            let name = rest.trim_start_matches('[').trim_start();
+            let is_header =
+                name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '"' || c == '_');
+            if is_header && !name.starts_with("stage.") && !name.starts_with("\"stage\".") {
+                break;
+            }
+        }
+        pos += line.len();
+    }
+    span.start..pos
+}
+
 /// The whole configuration, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Where it came from.
     pub file: String,
@@ -290,7 +374,7 @@ pub struct Config {
     /// Ports, in order (port number = index).
     pub ports: Vec<PortConfig>,
     /// The chain.
-    pub stages: Vec<StageConfig>,
+    pub stages: Vec<std::sync::Arc<dyn StageSpec>>,
     /// Ports fed by `--in` files, in order.
     pub replay_inputs: Vec<u16>,
     /// Ports written to `--out` files, in order.
@@ -365,10 +449,19 @@ impl Config {
         let raw: Raw = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let msg = e.message().replace('\n', " ");
+            let line = cx.line(span.clone());
+            let mut key = table_at(text, line);
+            if let Some(f) = unknown_field(&msg) {
+                key = if key.is_empty() {
+                    f.to_string()
+                } else {
+                    format!("{key}.{f}")
+                };
+            }
             ConfigError {
                 file: file.to_string(),
-                line: cx.line(span),
-                key: String::new(),
+                line,
+                key,
                 msg,
             }
         })?;
@@ -565,8 +658,9 @@ impl Config {
         for (i, sp) in raw.stage.iter().enumerate() {
             let key = |k: &str| format!("stage[{i}].{k}");
             let st = sp.get_ref();
+            let _ = &port_id;
             let kind = st.kind.get_ref().as_str();
-            let Some((_, allowed)) = STAGE_KINDS.iter().find(|(k, _)| *k == kind) else {
+            let Some((_, parser)) = STAGE_KINDS.iter().find(|(k, _)| *k == kind) else {
                 let kinds: Vec<_> = STAGE_KINDS.iter().map(|(k, _)| *k).collect();
                 return Err(cx.err(
                     st.kind.span(),
@@ -577,88 +671,15 @@ impl Config {
                     ),
                 ));
             };
-            let present = [
-                ("routes", st.routes.as_ref().map(|s| s.span())),
-                ("to", st.to.as_ref().map(|s| s.span())),
-                ("dst", st.dst.as_ref().map(|s| s.span())),
-                ("src", st.src.as_ref().map(|s| s.span())),
-            ];
-            for (k, span) in present {
-                if let Some(span) = span {
-                    if !allowed.contains(&k) {
-                        return Err(cx.err(
-                            span,
-                            key(k),
-                            format!(
-                                "not a setting of a {kind} stage (it takes: {})",
-                                allowed.join(", ")
-                            ),
-                        ));
-                    }
-                }
-            }
-            stages.push(match kind {
-                "forward" => {
-                    let mut pairs = Vec::new();
-                    if let Some(to) = &st.to {
-                        let t = port_id(to, key("to"))?;
-                        pairs.extend((0..ports.len() as u16).filter(|&p| p != t).map(|p| (p, t)));
-                    }
-                    if let Some(routes) = &st.routes {
-                        let mut rs: Vec<_> = routes.get_ref().iter().collect();
-                        rs.sort_by_key(|(k, _)| k.as_str());
-                        for (from, to) in rs {
-                            let f = names.get(from).copied().ok_or_else(|| {
-                                cx.err(
-                                    routes.span(),
-                                    key("routes"),
-                                    format!("no port named {from:?}"),
-                                )
-                            })?;
-                            let t = port_id(to, key("routes"))?;
-                            pairs.retain(|&(a, _)| a != f);
-                            pairs.push((f, t));
-                        }
-                    }
-                    if pairs.is_empty() {
-                        return Err(cx.err(
-                            st.kind.span(),
-                            key("routes"),
-                            "a forward stage needs `to = \"port\"` or `routes = { from = \"to\" }`",
-                        ));
-                    }
-                    StageConfig::Forward { routes: pairs }
-                }
-                _ => {
-                    use crate::stages::mac_rewrite::SrcMac;
-                    let dst = match &st.dst {
-                        Some(s) => Some(parse_mac(s.get_ref()).ok_or_else(|| {
-                            cx.err(
-                                s.span(),
-                                key("dst"),
-                                format!("{:?} is not a MAC address", s.get_ref()),
-                            )
-                        })?),
-                        None => None,
-                    };
-                    let src = match &st.src {
-                        None => SrcMac::Keep,
-                        Some(s) if s.get_ref() == "egress-port" => SrcMac::EgressPort,
-                        Some(s) if s.get_ref() == "keep" => SrcMac::Keep,
-                        Some(s) => SrcMac::Fixed(parse_mac(s.get_ref()).ok_or_else(|| {
-                            cx.err(
-                                s.span(),
-                                key("src"),
-                                format!(
-                                    "{:?} is not \"egress-port\", \"keep\" or a MAC address",
-                                    s.get_ref()
-                                ),
-                            )
-                        })?),
-                    };
-                    StageConfig::MacRewrite { dst, src }
-                }
-            });
+            let table = StageTable {
+                file,
+                text,
+                region: stage_region(text, sp.span()),
+                index: i,
+                names: &names,
+                base,
+            };
+            stages.push(std::sync::Arc::from(parser(&table)?));
         }
 
         // Layout.
@@ -739,6 +760,29 @@ impl Config {
     }
 }
 
+/// The key named by serde's "unknown field `x`" message.
+fn unknown_field(msg: &str) -> Option<&str> {
+    msg.strip_prefix("unknown field `")?.split('`').next()
+}
+
+/// The `[table]` or `[[table]]` (with its index) that line `line` (1-based) belongs to, for
+/// naming the key in errors that toml reports without one.
+fn table_at(text: &str, line: usize) -> String {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut current = String::new();
+    for l in text.lines().take(line) {
+        let t = l.trim();
+        if let Some(name) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let n = counts.entry(name.trim().to_string()).or_default();
+            current = format!("{}[{}]", name.trim(), *n);
+            *n += 1;
+        } else if let Some(name) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            current = name.trim().to_string();
+        }
+    }
+    current
+}
+
 /// Splits `stages` as evenly as possible over `workers` segments (earlier segments get more).
 pub fn even_segments(stages: usize, workers: usize) -> Vec<usize> {
     (0..workers)
@@ -787,12 +831,9 @@ mod tests {
     #[test]
     fn minimal_parses() {
         let c = parse(MIN).unwrap();
-        assert_eq!(
-            c.stages,
-            vec![StageConfig::Forward {
-                routes: vec![(0, 1)]
-            }]
-        );
+        assert_eq!(c.stages.len(), 1);
+        assert_eq!(c.stages[0].kind(), "forward");
+        assert_eq!(c.stages[0].describe(&c.ports), vec!["a -> b".to_string()]);
         assert_eq!(c.burst, 32);
     }
 
@@ -801,6 +842,12 @@ mod tests {
         let e = parse(&format!("[engine]\nburts = 3\n{MIN}")).unwrap_err();
         assert_eq!(e.line, 2, "{e}");
         assert!(e.to_string().contains("burts"), "{e}");
+        assert_eq!(e.key, "engine.burts", "{e}");
+        let e = parse(&format!(
+            "{MIN}[[port]]\nname = \"c\"\nkind = \"pcap\"\nspeed = 1\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (13, "port[2].speed"), "{e}");
         assert!(e.to_string().contains("expected"), "{e}");
         assert!(!e.to_string().contains('\n'));
     }
@@ -856,6 +903,19 @@ mod tests {
         let e = parse(&MIN.replace("kind = \"forward\"", "kind = \"forwrd\"")).unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (8, "stage[0].kind"), "{e}");
         assert!(e.msg.contains("mac-rewrite"), "{e}");
+    }
+
+    #[test]
+    fn stage_subtables_belong_to_their_stage() {
+        let t = format!("{MIN}[[stage]]\nkind = \"forward\"\n[stage.routes]\nb = \"a\"\n\n[memory]\nbuffers = 9000\n");
+        let c = parse(&t).unwrap();
+        assert_eq!(c.stages[1].describe(&c.ports), vec!["b -> a".to_string()]);
+        assert_eq!(c.buffers, 9000);
+        let e = parse(&format!(
+            "{MIN}[[stage]]\nkind = \"forward\"\n[stage.routes]\nb = \"zz\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (13, "stage[1].routes"), "{e}");
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub struct Next(u16);
 
 const PORT_BIT: u16 = 0x8000;
 const DROP_BIT: u16 = 0x4000;
+const LOCAL_BIT: u16 = 0x2000;
+
+/// Most drop reasons one stage may declare ([`Stage::drop_reasons`]).
+pub const MAX_STAGE_DROPS: usize = 32;
 
 impl Next {
     /// On to the next stage; after the last stage, out of the egress port the packet carries
@@ -41,13 +45,24 @@ impl Next {
         Next(DROP_BIT | r as u16)
     }
 
+    /// Dropped for the stage's own reason number `code`, an index into its
+    /// [`Stage::drop_reasons`] (counted per stage, like a VPP node's error counters).
+    #[inline(always)]
+    pub const fn stage_drop(code: u8) -> Next {
+        Next(DROP_BIT | LOCAL_BIT | code as u16)
+    }
+
     /// Decodes the step.
     #[inline(always)]
     pub fn kind(self) -> NextKind {
         if self.0 & PORT_BIT != 0 {
             NextKind::Port(self.0 & 0x3fff)
         } else if self.0 & DROP_BIT != 0 {
-            NextKind::Drop(DropReason::from_u16(self.0 & 0xff))
+            if self.0 & LOCAL_BIT != 0 {
+                NextKind::StageDrop((self.0 & 0xff) as u8)
+            } else {
+                NextKind::Drop(DropReason::from_u16(self.0 & 0xff))
+            }
         } else if self == Next::CONTROL {
             NextKind::Control
         } else {
@@ -65,8 +80,10 @@ pub enum NextKind {
     Port(u16),
     /// To the control plane.
     Control,
-    /// Dropped.
+    /// Dropped, for an engine-wide reason.
     Drop(DropReason),
+    /// Dropped, for the stage's own reason (index into [`Stage::drop_reasons`]).
+    StageDrop(u8),
 }
 
 macro_rules! drop_reasons {
@@ -158,6 +175,12 @@ pub trait Stage: Send {
     /// [`Next::CONTINUE`]). `pkts.len() == nexts.len()`.
     fn process(&mut self, ctx: &Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]);
 
+    /// Names of the stage's own drop reasons; `Next::stage_drop(i)` counts under the i-th.
+    /// At most [`MAX_STAGE_DROPS`]; names are stable counter names (`ttl_exceeded`).
+    fn drop_reasons(&self) -> &[&'static str] {
+        &[]
+    }
+
     /// The stage's own counters, by name.
     fn counters(&self) -> Vec<(String, u64)> {
         Vec::new()
@@ -175,6 +198,9 @@ mod tests {
         assert_eq!(Next::port(7).kind(), NextKind::Port(7));
         for &r in DropReason::ALL {
             assert_eq!(Next::drop(r).kind(), NextKind::Drop(r));
+        }
+        for c in [0u8, 5, 31] {
+            assert_eq!(Next::stage_drop(c).kind(), NextKind::StageDrop(c));
         }
         let names: std::collections::HashSet<_> =
             DropReason::ALL.iter().map(|r| r.name()).collect();

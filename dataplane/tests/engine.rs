@@ -1,7 +1,7 @@
 //! The engine end to end with test stages: every packet accounted for in every layout, the
 //! replay clock follows the capture, and an online run stops cleanly on request.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +24,7 @@ fn tmp(name: &str) -> PathBuf {
 /// Writes `n` IPv4/UDP frames over 17 flows; frame i carries i in its last 4 bytes and has
 /// timestamp 1e9 + i*1000 ns
 /// (the clock goes backwards once, at i == 50, to check `now` never does).
-fn write_input(path: &PathBuf, n: u32) {
+fn write_input(path: &Path, n: u32) {
     let mut w = PcapWriter::create(path, LINKTYPE_ETHERNET, 65535, true).unwrap();
     for i in 0..n {
         let mut f = vec![0u8; 64];
@@ -49,7 +49,7 @@ fn write_input(path: &PathBuf, n: u32) {
     w.flush().unwrap();
 }
 
-fn read_ids(path: &PathBuf) -> Vec<u32> {
+fn read_ids(path: &Path) -> Vec<u32> {
     let mut r = PcapReader::open(path).unwrap();
     let mut v = Vec::new();
     while let Some(rec) = r.next_record().unwrap() {
@@ -62,18 +62,23 @@ fn id(m: &Mbuf) -> u32 {
     u32::from_be_bytes(m.data()[60..64].try_into().unwrap())
 }
 
-/// Drops ids divisible by 3 (malformed), punts those divisible by 5, sends those divisible by 7
+/// Drops ids divisible by 3 (malformed) or else by 13 (its own reason `unlucky`), punts those divisible by 5, sends those divisible by 7
 /// straight out of port 1, and otherwise carries on.
 struct Sieve;
 impl Stage for Sieve {
     fn name(&self) -> &str {
         "sieve"
     }
+    fn drop_reasons(&self) -> &[&'static str] {
+        &["never", "unlucky"]
+    }
     fn process(&mut self, _: &Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
         for (m, n) in pkts.iter().zip(nexts.iter_mut()) {
             let i = id(m);
             *n = if i % 3 == 0 {
                 Next::drop(DropReason::Malformed)
+            } else if i % 13 == 0 {
+                Next::stage_drop(1)
             } else if i % 5 == 0 {
                 Next::CONTROL
             } else if i % 7 == 0 {
@@ -158,7 +163,7 @@ fn replay(n: u32, layout: Layout, workers: usize, tag: &str) -> (Report, Vec<u32
 
 fn check_accounting(r: &Report, ids: &[u32], n: u32, what: &str) {
     let expect: Vec<u32> = (0..n)
-        .filter(|i| i % 3 != 0 && i % 5 != 0 && (i % 7 == 0 || i % 11 != 0))
+        .filter(|i| i % 3 != 0 && i % 13 != 0 && i % 5 != 0 && (i % 7 == 0 || i % 11 != 0))
         .collect();
     assert_eq!(
         ids,
@@ -172,16 +177,21 @@ fn check_accounting(r: &Report, ids: &[u32], n: u32, what: &str) {
         count(&|i| i % 3 == 0),
         "{what}"
     );
-    assert_eq!(
-        d.0[DropReason::NoControlPlane as usize],
-        count(&|i| i % 3 != 0 && i % 5 == 0),
-        "{what}"
-    );
-    assert_eq!(
-        d.0[DropReason::NoEgress as usize],
-        count(&|i| i % 3 != 0 && i % 5 != 0 && i % 7 != 0 && i % 11 == 0),
-        "{what}"
-    );
+    let unlucky = |i: u32| i % 3 != 0 && i % 13 == 0;
+    let punted = count(&|i| i % 3 != 0 && !unlucky(i) && i % 5 == 0);
+    assert_eq!(d.0[DropReason::NoControlPlane as usize], punted, "{what}");
+    let no_egress =
+        count(&|i| i % 3 != 0 && !unlucky(i) && i % 5 != 0 && i % 7 != 0 && i % 11 == 0);
+    assert_eq!(d.0[DropReason::NoEgress as usize], no_egress, "{what}");
+    let local: u64 = r
+        .workers
+        .iter()
+        .flat_map(|w| w.stage_drops.iter())
+        .filter(|(st, reason, _)| st == "sieve" && reason == "unlucky")
+        .map(|(_, _, n)| n)
+        .sum();
+    assert_eq!(local, count(&unlucky), "{what}");
+    assert_eq!(r.stage_drop_total(), local, "{what}");
     assert_eq!(r.received(), n as u64, "{what}");
     assert!(r.balanced(), "{what}:\n{}", r.render());
 }

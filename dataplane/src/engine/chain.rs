@@ -8,28 +8,35 @@
 use pmd::mbuf::NO_EGRESS;
 use pmd::{Burst, Mbuf, PoolCache, BURST_MAX};
 
-use crate::stage::{Ctx, DropCounters, DropReason, Next, NextKind, Stage};
+use crate::stage::{Ctx, DropCounters, DropReason, Next, NextKind, Stage, MAX_STAGE_DROPS};
 
 /// Per-thread scratch and counters for running stages.
 pub struct ChainRunner {
     nexts: [Next; BURST_MAX],
-    /// Drops by reason.
+    /// Drops by engine-wide reason.
     pub drops: DropCounters,
+    /// Drops by each stage's own reasons: `stage_drops[stage][code]`.
+    pub stage_drops: Vec<[u64; MAX_STAGE_DROPS]>,
     /// Packets that entered this thread's stages.
     pub processed: u64,
 }
 
-impl Default for ChainRunner {
-    fn default() -> Self {
+impl ChainRunner {
+    /// A runner for a run of `stages` stages.
+    pub fn new(stages: usize) -> ChainRunner {
         ChainRunner {
             nexts: [Next::CONTINUE; BURST_MAX],
             drops: DropCounters::default(),
+            stage_drops: vec![[0; MAX_STAGE_DROPS]; stages],
             processed: 0,
         }
     }
-}
 
-impl ChainRunner {
+    /// Total of the stages' own drops.
+    pub fn stage_drop_total(&self) -> u64 {
+        self.stage_drops.iter().flatten().sum()
+    }
+
     /// Runs `burst` through `stages`. Packets that leave early are appended to `leaving` with
     /// their egress set (or dropped and counted); survivors stay in `burst`, in order.
     /// `leaving` must have room for the whole burst.
@@ -44,7 +51,7 @@ impl ChainRunner {
         nports: u16,
     ) {
         self.processed += burst.len() as u64;
-        for st in stages.iter_mut() {
+        for (si, st) in stages.iter_mut().enumerate() {
             let n = burst.len();
             if n == 0 {
                 return;
@@ -57,6 +64,7 @@ impl ChainRunner {
             }
             let nexts = &self.nexts;
             let drops = &mut self.drops;
+            let local = &mut self.stage_drops[si];
             burst.retain_owned(|i, mut m| match nexts[i].kind() {
                 NextKind::Continue => Some(m),
                 NextKind::Port(p) => {
@@ -71,6 +79,14 @@ impl ChainRunner {
                 }
                 NextKind::Drop(r) => {
                     drops.count(r);
+                    cache.free(m);
+                    None
+                }
+                NextKind::StageDrop(c) => {
+                    match local.get_mut(c as usize) {
+                        Some(n) => *n += 1,
+                        None => drops.count(DropReason::Internal),
+                    }
                     cache.free(m);
                     None
                 }

@@ -107,8 +107,10 @@ pub struct WorkerReport {
     pub core: Option<usize>,
     /// Packets that entered its stages.
     pub processed: u64,
-    /// Its drops.
+    /// Its drops, by engine-wide reason.
     pub drops: DropCounters,
+    /// Its stages' own drops: (stage, reason, count), non-zero only.
+    pub stage_drops: Vec<(String, String, u64)>,
     /// Stage counters, by stage.
     pub stages: Vec<(String, Vec<(String, u64)>)>,
 }
@@ -125,7 +127,16 @@ pub struct Report {
 }
 
 impl Report {
-    /// Sum of all engine drops.
+    /// Sum of the stages' own drops.
+    pub fn stage_drop_total(&self) -> u64 {
+        self.workers
+            .iter()
+            .flat_map(|w| w.stage_drops.iter())
+            .map(|(_, _, n)| n)
+            .sum()
+    }
+
+    /// Sum of all engine-wide drops.
     pub fn drops(&self) -> DropCounters {
         let mut d = self.io_drops;
         for w in &self.workers {
@@ -154,7 +165,8 @@ impl Report {
 
     /// received == sent + dropped (engine drops and transmit-side port drops).
     pub fn balanced(&self) -> bool {
-        self.received() == self.sent() + self.drops().total() + self.tx_port_drops()
+        self.received()
+            == self.sent() + self.drops().total() + self.stage_drop_total() + self.tx_port_drops()
     }
 
     /// Human-readable counters.
@@ -180,6 +192,9 @@ impl Report {
             for (n, v) in w.drops.nonzero() {
                 let _ = write!(s, ", drop {n} {v}");
             }
+            for (st, r, n) in &w.stage_drops {
+                let _ = write!(s, ", drop {st}.{r} {n}");
+            }
             s.push('\n');
             for (st, cs) in &w.stages {
                 for (n, v) in cs {
@@ -193,10 +208,11 @@ impl Report {
         let d = self.drops();
         let _ = writeln!(
             s,
-            "total: received {} = sent {} + dropped {} (engine) + {} (port tx): {}",
+            "total: received {} = sent {} + dropped {} (engine) + {} (stages) + {} (port tx): {}",
             self.received(),
             self.sent(),
             d.total(),
+            self.stage_drop_total(),
             self.tx_port_drops(),
             if self.balanced() {
                 "balanced"
@@ -301,7 +317,7 @@ impl<'a> Engine<'a> {
                     offline: opts.offline,
                     seq: 0,
                     cache: pool.cache(),
-                    runner: ChainRunner::default(),
+                    runner: ChainRunner::new(stages.len()),
                     clock: Clock::new(opts.clock),
                     txbufs: (0..ports.len()).map(|_| Burst::new()).collect(),
                 };
@@ -310,6 +326,7 @@ impl<'a> Engine<'a> {
                     core,
                     processed: w.runner.processed,
                     drops: w.runner.drops,
+                    stage_drops: stage_drops(&stages, &w.runner),
                     stages: stage_counters(&stages),
                 })
             })
@@ -424,7 +441,7 @@ impl<'a> Engine<'a> {
                     let mut w = HandoffWorker {
                         index: i,
                         cache: pool.cache(),
-                        runner: ChainRunner::default(),
+                        runner: ChainRunner::new(stages.len()),
                         clock: Clock::new(opts.clock),
                         input,
                         next,
@@ -443,6 +460,7 @@ impl<'a> Engine<'a> {
                         core,
                         processed: w.runner.processed,
                         drops: w.runner.drops,
+                        stage_drops: stage_drops(&stages, &w.runner),
                         stages: stage_counters(&stages),
                     })
                 }));
@@ -490,6 +508,22 @@ impl<'a> Engine<'a> {
             })
         })
     }
+}
+
+fn stage_drops(stages: &[Box<dyn Stage>], runner: &ChainRunner) -> Vec<(String, String, u64)> {
+    let mut v = Vec::new();
+    for (st, counts) in stages.iter().zip(&runner.stage_drops) {
+        let names = st.drop_reasons();
+        for (code, &n) in counts.iter().enumerate() {
+            if n != 0 {
+                let r = names
+                    .get(code)
+                    .map_or_else(|| format!("reason{code}"), |s| s.to_string());
+                v.push((st.name().to_string(), r, n));
+            }
+        }
+    }
+    v
 }
 
 fn stage_counters(stages: &[Box<dyn Stage>]) -> Vec<(String, Vec<(String, u64)>)> {
@@ -993,10 +1027,7 @@ impl IoThread {
 fn route(b: &mut Burst, txbufs: &mut [Burst]) {
     b.retain_owned(|_, m| {
         let e = m.egress() as usize;
-        match txbufs[e].push(m) {
-            Ok(()) => None,
-            Err(m) => Some(m),
-        }
+        txbufs[e].push(m).err()
     });
 }
 

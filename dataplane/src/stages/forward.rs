@@ -51,3 +51,71 @@ impl Stage for Forward {
         }
     }
 }
+
+/// `[[stage]] kind = "forward"`: `to = "port"` (every other port forwards there) and/or
+/// `routes = { from = "to", ... }` (explicit pairs, which win over `to`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForwardToml {
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default)]
+    to: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    routes: Option<toml::Spanned<std::collections::BTreeMap<String, toml::Spanned<String>>>>,
+}
+
+/// Resolved forward settings: (input port, output port) pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardSpec {
+    /// Port pairs.
+    pub routes: Vec<(u16, u16)>,
+}
+
+impl crate::config::StageSpec for ForwardSpec {
+    fn kind(&self) -> &'static str {
+        "forward"
+    }
+    fn build(&self, _env: &crate::config::BuildEnv) -> Box<dyn Stage> {
+        Box::new(Forward::new(&self.routes))
+    }
+    fn describe(&self, ports: &[crate::config::PortConfig]) -> Vec<String> {
+        self.routes
+            .iter()
+            .map(|&(f, t)| format!("{} -> {}", ports[f as usize].name, ports[t as usize].name))
+            .collect()
+    }
+}
+
+/// Parses a forward stage's table.
+pub fn parse_config(
+    t: &crate::config::StageTable<'_>,
+) -> Result<Box<dyn crate::config::StageSpec>, crate::config::ConfigError> {
+    let c: ForwardToml = t.parse()?;
+    let mut pairs = Vec::new();
+    if let Some(to) = &c.to {
+        let dst = t.port(to, "to")?;
+        pairs.extend(
+            (0..t.port_count() as u16)
+                .filter(|&p| p != dst)
+                .map(|p| (p, dst)),
+        );
+    }
+    if let Some(routes) = &c.routes {
+        for (from, to) in routes.get_ref() {
+            let f = t.port(&toml::Spanned::new(routes.span(), from.clone()), "routes")?;
+            let dst = t.port(to, "routes")?;
+            pairs.retain(|&(a, _)| a != f);
+            pairs.push((f, dst));
+        }
+    }
+    if pairs.is_empty() {
+        return Err(t.err(
+            0..0,
+            "routes",
+            "a forward stage needs `to = \"port\"` or `routes = { from = \"to\" }`",
+        ));
+    }
+    pairs.sort_unstable();
+    Ok(Box::new(ForwardSpec { routes: pairs }))
+}

@@ -71,3 +71,70 @@ impl Stage for MacRewrite {
         }
     }
 }
+
+/// `[[stage]] kind = "mac-rewrite"`: `dst = "MAC"`, `src = "egress-port" | "keep" | "MAC"`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MacRewriteToml {
+    #[allow(dead_code)]
+    kind: String,
+    #[serde(default)]
+    dst: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    src: Option<toml::Spanned<String>>,
+}
+
+/// Resolved MAC rewrite settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacRewriteSpec {
+    /// New destination.
+    pub dst: Option<[u8; 6]>,
+    /// New source.
+    pub src: SrcMac,
+}
+
+impl crate::config::StageSpec for MacRewriteSpec {
+    fn kind(&self) -> &'static str {
+        "mac-rewrite"
+    }
+    fn build(&self, env: &crate::config::BuildEnv) -> Box<dyn Stage> {
+        Box::new(MacRewrite::new(self.dst, self.src, env.port_macs.clone()))
+    }
+    fn describe(&self, _ports: &[crate::config::PortConfig]) -> Vec<String> {
+        vec![format!("dst {:?}, src {:?}", self.dst, self.src)]
+    }
+}
+
+/// Parses a mac-rewrite stage's table.
+pub fn parse_config(
+    t: &crate::config::StageTable<'_>,
+) -> Result<Box<dyn crate::config::StageSpec>, crate::config::ConfigError> {
+    use crate::config::parse_mac;
+    let c: MacRewriteToml = t.parse()?;
+    let dst = match &c.dst {
+        Some(s) => Some(parse_mac(s.get_ref()).ok_or_else(|| {
+            t.err(
+                s.span(),
+                "dst",
+                format!("{:?} is not a MAC address", s.get_ref()),
+            )
+        })?),
+        None => None,
+    };
+    let src = match &c.src {
+        None => SrcMac::Keep,
+        Some(s) if s.get_ref() == "egress-port" => SrcMac::EgressPort,
+        Some(s) if s.get_ref() == "keep" => SrcMac::Keep,
+        Some(s) => SrcMac::Fixed(parse_mac(s.get_ref()).ok_or_else(|| {
+            t.err(
+                s.span(),
+                "src",
+                format!(
+                    "{:?} is not \"egress-port\", \"keep\" or a MAC address",
+                    s.get_ref()
+                ),
+            )
+        })?),
+    };
+    Ok(Box::new(MacRewriteSpec { dst, src }))
+}

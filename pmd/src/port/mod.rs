@@ -83,7 +83,7 @@ pub enum PortError {
     #[error(transparent)]
     Pcap(#[from] crate::pcap::PcapError),
     /// Any other I/O failure.
-    #[error("port {port}: {msg}")]
+    #[error("{port}: {msg}")]
     Other {
         /// Port name.
         port: String,
