@@ -10,7 +10,11 @@
 //! virtual clock in tests.
 //!
 //! Drop reasons are one enum with per-worker counters, never errors or log lines on the packet
-//! path. Stages added later (firewall, NAT, router) add their reasons here.
+//! path. Engine-wide reasons are [`DropReason`]; each stage also names its own reasons
+//! ([`Stage::drop_reasons`], counted per stage like a VPP node's error counters).
+//!
+//! A stage may also create packets (an ICMP error, an ARP request), hold packets (waiting for
+//! a neighbour) and do timer work; [`Ctx`] gives it the means, and keeps the accounting exact.
 
 use pmd::Mbuf;
 
@@ -32,6 +36,8 @@ impl Next {
     pub const CONTINUE: Next = Next(0);
     /// To the control plane (slow path).
     pub const CONTROL: Next = Next(1);
+    /// Handed to the stage's [`Stage::hold`] (e.g. waiting for a neighbour to resolve).
+    pub const HOLD: Next = Next(2);
 
     /// Out of port `p` now, skipping the rest of the chain.
     #[inline(always)]
@@ -65,6 +71,8 @@ impl Next {
             }
         } else if self == Next::CONTROL {
             NextKind::Control
+        } else if self == Next::HOLD {
+            NextKind::Hold
         } else {
             NextKind::Continue
         }
@@ -80,6 +88,8 @@ pub enum NextKind {
     Port(u16),
     /// To the control plane.
     Control,
+    /// Held by the stage.
+    Hold,
     /// Dropped, for an engine-wide reason.
     Drop(DropReason),
     /// Dropped, for the stage's own reason (index into [`Stage::drop_reasons`]).
@@ -120,6 +130,8 @@ drop_reasons! {
     HandoffFull = "handoff_full": "The ring to another core stayed full.",
     Malformed = "malformed": "Headers could not be parsed.",
     NoForwardRule = "no_forward_rule": "The forward stage has no rule for the input port.",
+    EmitOverflow = "emit_overflow": "A stage emitted more packets than fit in one burst.",
+    HoldRefused = "hold_refused": "A stage asked to hold a packet and then refused it.",
 }
 
 /// Per-worker drop counters.
@@ -158,12 +170,68 @@ impl DropCounters {
     }
 }
 
-/// What a stage is given besides the burst.
-pub struct Ctx {
+/// What a stage is given besides the burst: the time, and the means to create packets, and
+/// to release or give up packets it holds.
+///
+/// Accounting stays exact: a packet from [`Ctx::alloc`] counts as *created*; a packet a stage
+/// holds (after `Next::HOLD`) counts as *held* until the stage emits it or gives it up with
+/// [`Ctx::drop_held`]. The engine checks `received + created = sent + dropped + held`.
+pub struct Ctx<'a> {
     /// Nanoseconds now, from the worker's clock (TSC online, capture timestamps in replay).
     pub now: u64,
     /// Index of the worker running the stage.
     pub worker: usize,
+    pub(crate) cache: &'a mut pmd::PoolCache,
+    pub(crate) emitted: &'a mut pmd::Burst,
+    pub(crate) created: &'a mut u64,
+    pub(crate) drops: &'a mut DropCounters,
+    pub(crate) local_drops: &'a mut [u64; MAX_STAGE_DROPS],
+}
+
+impl Ctx<'_> {
+    /// A fresh, empty buffer from the worker's pool (`None` when the pool is exhausted).
+    /// It must end in [`Ctx::emit`] or [`Ctx::free_created`].
+    #[inline]
+    pub fn alloc(&mut self) -> Option<Mbuf> {
+        let m = self.cache.alloc()?;
+        *self.created += 1;
+        Some(m)
+    }
+
+    /// Sends a packet the stage created or held: it leaves by its egress port
+    /// ([`Mbuf::set_egress`]) when the stage returns, skipping the rest of the chain. In replay,
+    /// give it the sequence number of the packet that caused it (`set_seq`) so output order is
+    /// the same in every layout.
+    #[inline]
+    pub fn emit(&mut self, m: Mbuf) {
+        if let Err(m) = self.emitted.push(m) {
+            self.drops.count(DropReason::EmitOverflow);
+            self.cache.free(m);
+        }
+    }
+
+    /// Gives up a held packet, counted under the stage's own reason `code`.
+    #[inline]
+    pub fn drop_held(&mut self, m: Mbuf, code: u8) {
+        match self.local_drops.get_mut(code as usize) {
+            Some(n) => *n += 1,
+            None => self.drops.count(DropReason::Internal),
+        }
+        self.cache.free(m);
+    }
+
+    /// Returns a buffer from [`Ctx::alloc`] that will not be sent after all.
+    #[inline]
+    pub fn free_created(&mut self, m: Mbuf) {
+        *self.created -= 1;
+        self.cache.free(m);
+    }
+
+    /// Room left for emitted packets in this call (a burst's worth at most).
+    #[inline]
+    pub fn emit_room(&self) -> usize {
+        self.emitted.room()
+    }
 }
 
 /// A VNF stage.
@@ -173,7 +241,30 @@ pub trait Stage: Send {
 
     /// Processes a burst: for each `pkts[i]` set `nexts[i]` (they arrive as
     /// [`Next::CONTINUE`]). `pkts.len() == nexts.len()`.
-    fn process(&mut self, ctx: &Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]);
+    fn process(&mut self, ctx: &mut Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]);
+
+    /// Takes a packet the stage marked [`Next::HOLD`]; give it back (`Err`) to have it dropped
+    /// as `hold_refused`. Held packets leave later through [`Ctx::emit`] or
+    /// [`Ctx::drop_held`].
+    fn hold(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        Err(m)
+    }
+
+    /// Packets held now.
+    fn held(&self) -> usize {
+        0
+    }
+
+    /// Timer work (ageing, retries, expiring held packets), called after each burst and when
+    /// the worker is idle. Must be cheap when there is nothing to do.
+    fn poll(&mut self, ctx: &mut Ctx) {
+        let _ = ctx;
+    }
+
+    /// Shutdown: release or give up everything held.
+    fn flush(&mut self, ctx: &mut Ctx) {
+        let _ = ctx;
+    }
 
     /// Names of the stage's own drop reasons; `Next::stage_drop(i)` counts under the i-th.
     /// At most [`MAX_STAGE_DROPS`]; names are stable counter names (`ttl_exceeded`).
@@ -195,6 +286,7 @@ mod tests {
     fn next_round_trips() {
         assert_eq!(Next::CONTINUE.kind(), NextKind::Continue);
         assert_eq!(Next::CONTROL.kind(), NextKind::Control);
+        assert_eq!(Next::HOLD.kind(), NextKind::Hold);
         assert_eq!(Next::port(7).kind(), NextKind::Port(7));
         for &r in DropReason::ALL {
             assert_eq!(Next::drop(r).kind(), NextKind::Drop(r));

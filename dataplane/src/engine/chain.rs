@@ -3,7 +3,9 @@
 //! After each stage the burst is checked once: if every packet carries on (the common case on
 //! the fast path) nothing moves. Otherwise the packets that carry on are compacted in order at
 //! the front and the others leave: to the `leaving` burst (with their egress port set), to the
-//! drop counters, or to the control plane. A packet is scattered exactly once.
+//! drop counters, to the stage's hold, or to the control plane. A packet is scattered exactly
+//! once. Packets a stage emits (created, or released from its hold) join `leaving` as soon as
+//! the stage returns.
 
 use pmd::mbuf::NO_EGRESS;
 use pmd::{Burst, Mbuf, PoolCache, BURST_MAX};
@@ -13,12 +15,15 @@ use crate::stage::{Ctx, DropCounters, DropReason, Next, NextKind, Stage, MAX_STA
 /// Per-thread scratch and counters for running stages.
 pub struct ChainRunner {
     nexts: [Next; BURST_MAX],
+    emitted: Burst,
     /// Drops by engine-wide reason.
     pub drops: DropCounters,
     /// Drops by each stage's own reasons: `stage_drops[stage][code]`.
     pub stage_drops: Vec<[u64; MAX_STAGE_DROPS]>,
     /// Packets that entered this thread's stages.
     pub processed: u64,
+    /// Packets the stages created.
+    pub created: u64,
 }
 
 impl ChainRunner {
@@ -26,9 +31,11 @@ impl ChainRunner {
     pub fn new(stages: usize) -> ChainRunner {
         ChainRunner {
             nexts: [Next::CONTINUE; BURST_MAX],
+            emitted: Burst::new(),
             drops: DropCounters::default(),
             stage_drops: vec![[0; MAX_STAGE_DROPS]; stages],
             processed: 0,
+            created: 0,
         }
     }
 
@@ -39,11 +46,14 @@ impl ChainRunner {
 
     /// Runs `burst` through `stages`. Packets that leave early are appended to `leaving` with
     /// their egress set (or dropped and counted); survivors stay in `burst`, in order.
-    /// `leaving` must have room for the whole burst.
+    /// `leaving` is flushed by the caller after each call, so it has room for a burst plus
+    /// what the stages emit.
+    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn run(
         &mut self,
-        ctx: &Ctx,
+        now: u64,
+        worker: usize,
         stages: &mut [Box<dyn Stage>],
         burst: &mut Burst,
         leaving: &mut Burst,
@@ -58,8 +68,22 @@ impl ChainRunner {
             }
             let nexts = &mut self.nexts[..n];
             nexts.fill(Next::CONTINUE);
-            st.process(ctx, burst.as_mut_slice(), nexts);
-            if nexts.iter().all(|&x| x == Next::CONTINUE) {
+            {
+                let mut ctx = Ctx {
+                    now,
+                    worker,
+                    cache: &mut *cache,
+                    emitted: &mut self.emitted,
+                    created: &mut self.created,
+                    drops: &mut self.drops,
+                    local_drops: &mut self.stage_drops[si],
+                };
+                st.process(&mut ctx, burst.as_mut_slice(), nexts);
+            }
+            if !self.emitted.is_empty() {
+                move_emitted(&mut self.emitted, leaving, &mut self.drops, cache, nports);
+            }
+            if self.nexts[..n].iter().all(|&x| x == Next::CONTINUE) {
                 continue;
             }
             let nexts = &self.nexts;
@@ -90,12 +114,77 @@ impl ChainRunner {
                     cache.free(m);
                     None
                 }
+                NextKind::Hold => {
+                    if let Err(m) = st.hold(m) {
+                        drops.count(DropReason::HoldRefused);
+                        cache.free(m);
+                    }
+                    None
+                }
                 NextKind::Control => {
                     drops.count(DropReason::NoControlPlane);
                     cache.free(m);
                     None
                 }
             });
+        }
+    }
+
+    /// Gives every stage its timer work; what they emit joins `leaving`.
+    pub fn poll(
+        &mut self,
+        now: u64,
+        worker: usize,
+        stages: &mut [Box<dyn Stage>],
+        leaving: &mut Burst,
+        cache: &mut PoolCache,
+        nports: u16,
+    ) {
+        self.each_stage(now, worker, stages, leaving, cache, nports, |st, ctx| {
+            st.poll(ctx)
+        });
+    }
+
+    /// Shutdown: every stage releases or gives up what it holds.
+    pub fn flush(
+        &mut self,
+        now: u64,
+        worker: usize,
+        stages: &mut [Box<dyn Stage>],
+        leaving: &mut Burst,
+        cache: &mut PoolCache,
+        nports: u16,
+    ) {
+        self.each_stage(now, worker, stages, leaving, cache, nports, |st, ctx| {
+            st.flush(ctx)
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn each_stage(
+        &mut self,
+        now: u64,
+        worker: usize,
+        stages: &mut [Box<dyn Stage>],
+        leaving: &mut Burst,
+        cache: &mut PoolCache,
+        nports: u16,
+        f: impl Fn(&mut Box<dyn Stage>, &mut Ctx),
+    ) {
+        for (si, st) in stages.iter_mut().enumerate() {
+            let mut ctx = Ctx {
+                now,
+                worker,
+                cache: &mut *cache,
+                emitted: &mut self.emitted,
+                created: &mut self.created,
+                drops: &mut self.drops,
+                local_drops: &mut self.stage_drops[si],
+            };
+            f(st, &mut ctx);
+            if !self.emitted.is_empty() {
+                move_emitted(&mut self.emitted, leaving, &mut self.drops, cache, nports);
+            }
         }
     }
 
@@ -125,10 +214,32 @@ impl ChainRunner {
     }
 }
 
+fn move_emitted(
+    emitted: &mut Burst,
+    leaving: &mut Burst,
+    drops: &mut DropCounters,
+    cache: &mut PoolCache,
+    nports: u16,
+) {
+    emitted.retain_owned(|_, m| {
+        if m.egress() >= nports {
+            drops.count(if m.egress() == NO_EGRESS {
+                DropReason::NoEgress
+            } else {
+                DropReason::BadPort
+            });
+            cache.free(m);
+        } else {
+            leave(leaving, m, drops, cache);
+        }
+        None
+    });
+}
+
 #[inline(always)]
 fn leave(leaving: &mut Burst, m: Mbuf, drops: &mut DropCounters, cache: &mut PoolCache) {
     if let Err(m) = leaving.push(m) {
-        drops.count(DropReason::Internal);
+        drops.count(DropReason::EmitOverflow);
         cache.free(m);
     }
 }

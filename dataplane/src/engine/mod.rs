@@ -31,7 +31,7 @@ use pmd::mbuf::{buf_spsc, BufConsumer, BufProducer};
 use pmd::port::{Port, PortDrop, PortError, PortStats};
 use pmd::{Burst, Pool, PoolCache, BURST_MAX};
 
-use crate::stage::{Ctx, DropCounters, DropReason, Stage};
+use crate::stage::{DropCounters, DropReason, Stage};
 use chain::ChainRunner;
 use egress::Reorder;
 
@@ -109,6 +109,10 @@ pub struct WorkerReport {
     pub processed: u64,
     /// Its drops, by engine-wide reason.
     pub drops: DropCounters,
+    /// Packets its stages created.
+    pub created: u64,
+    /// Packets its stages still held at the end.
+    pub held: u64,
     /// Its stages' own drops: (stage, reason, count), non-zero only.
     pub stage_drops: Vec<(String, String, u64)>,
     /// Stage counters, by stage.
@@ -163,10 +167,24 @@ impl Report {
             .sum()
     }
 
-    /// received == sent + dropped (engine drops and transmit-side port drops).
+    /// Packets created by stages.
+    pub fn created(&self) -> u64 {
+        self.workers.iter().map(|w| w.created).sum()
+    }
+
+    /// Packets still held by stages.
+    pub fn held(&self) -> u64 {
+        self.workers.iter().map(|w| w.held).sum()
+    }
+
+    /// received + created == sent + dropped (engine, stages, port transmit) + held.
     pub fn balanced(&self) -> bool {
-        self.received()
-            == self.sent() + self.drops().total() + self.stage_drop_total() + self.tx_port_drops()
+        self.received() + self.created()
+            == self.sent()
+                + self.drops().total()
+                + self.stage_drop_total()
+                + self.tx_port_drops()
+                + self.held()
     }
 
     /// Human-readable counters.
@@ -208,12 +226,14 @@ impl Report {
         let d = self.drops();
         let _ = writeln!(
             s,
-            "total: received {} = sent {} + dropped {} (engine) + {} (stages) + {} (port tx): {}",
+            "total: received {} + created {} = sent {} + dropped {} (engine) + {} (stages) + {} (port tx) + held {}: {}",
             self.received(),
+            self.created(),
             self.sent(),
             d.total(),
             self.stage_drop_total(),
             self.tx_port_drops(),
+            self.held(),
             if self.balanced() {
                 "balanced"
             } else {
@@ -327,6 +347,8 @@ impl<'a> Engine<'a> {
                     processed: w.runner.processed,
                     drops: w.runner.drops,
                     stage_drops: stage_drops(&stages, &w.runner),
+                    created: w.runner.created,
+                    held: stages.iter().map(|s| s.held() as u64).sum(),
                     stages: stage_counters(&stages),
                 })
             })
@@ -461,6 +483,8 @@ impl<'a> Engine<'a> {
                         processed: w.runner.processed,
                         drops: w.runner.drops,
                         stage_drops: stage_drops(&stages, &w.runner),
+                        created: w.runner.created,
+                        held: stages.iter().map(|s| s.held() as u64).sum(),
                         stages: stage_counters(&stages),
                     })
                 }));
@@ -561,6 +585,15 @@ impl Clock {
         }
     }
 
+    /// `now` between bursts: TSC time, or the newest capture timestamp seen.
+    #[inline]
+    fn current(&mut self) -> u64 {
+        if self.mode == ClockMode::Tsc {
+            self.now = self.tsc.now();
+        }
+        self.now
+    }
+
     /// `now` for a burst: TSC time, or the newest capture timestamp so far.
     #[inline(always)]
     fn tick(&mut self, burst: &Burst) -> u64 {
@@ -619,12 +652,10 @@ impl Direct {
                         self.seq += 1;
                     }
                 }
-                let ctx = Ctx {
-                    now: self.clock.tick(&burst),
-                    worker: 0,
-                };
+                let now = self.clock.tick(&burst);
                 self.runner.run(
-                    &ctx,
+                    now,
+                    0,
                     stages,
                     &mut burst,
                     &mut leaving,
@@ -633,6 +664,8 @@ impl Direct {
                 );
                 self.runner
                     .finish(&mut burst, &mut leaving, &mut self.cache, nports);
+                self.runner
+                    .poll(now, 0, stages, &mut leaving, &mut self.cache, nports);
                 if self.offline {
                     // Packets a stage sent out mid-chain are ahead of the rest of their burst:
                     // put input order back, so replay output is the same in every layout.
@@ -647,11 +680,19 @@ impl Direct {
                 idle = 0;
             } else {
                 idle += 1;
-                if idle > 64 {
+                if idle % 64 == 0 {
+                    let now = self.clock.current();
+                    self.runner
+                        .poll(now, 0, stages, &mut leaving, &mut self.cache, nports);
+                    self.transmit(ports, &mut leaving)?;
                     std::thread::yield_now();
                 }
             }
         }
+        let now = self.clock.current();
+        self.runner
+            .flush(now, 0, stages, &mut leaving, &mut self.cache, nports);
+        self.transmit(ports, &mut leaving)?;
         for p in ports.iter_mut() {
             p.flush()?;
         }
@@ -765,14 +806,20 @@ impl HandoffWorker {
             let mut worked = false;
             while self.input.dequeue(&mut burst, burst_size) > 0 {
                 worked = true;
-                let ctx = Ctx {
-                    now: self.clock.tick(&burst),
-                    worker: self.index,
-                };
+                let now = self.clock.tick(&burst);
                 self.runner.run(
-                    &ctx,
+                    now,
+                    self.index,
                     stages,
                     &mut burst,
+                    &mut leaving,
+                    &mut self.cache,
+                    self.nports,
+                );
+                self.runner.poll(
+                    now,
+                    self.index,
+                    stages,
                     &mut leaving,
                     &mut self.cache,
                     self.nports,
@@ -799,15 +846,50 @@ impl HandoffWorker {
                     &mut self.cache,
                 );
             }
-            self.mine.mark.store(up, Ordering::Release);
             if up_done {
+                let now = self.clock.current();
+                self.runner.flush(
+                    now,
+                    self.index,
+                    stages,
+                    &mut leaving,
+                    &mut self.cache,
+                    self.nports,
+                );
+                push_all(
+                    &self.out,
+                    &mut leaving,
+                    self.offline,
+                    stop,
+                    &mut self.runner.drops,
+                    &mut self.cache,
+                );
+                self.mine.mark.store(up, Ordering::Release);
                 break;
             }
+            self.mine.mark.store(up, Ordering::Release);
             if worked {
                 idle = 0;
             } else {
                 idle += 1;
-                if idle > 64 {
+                if idle % 64 == 0 {
+                    let now = self.clock.current();
+                    self.runner.poll(
+                        now,
+                        self.index,
+                        stages,
+                        &mut leaving,
+                        &mut self.cache,
+                        self.nports,
+                    );
+                    push_all(
+                        &self.out,
+                        &mut leaving,
+                        self.offline,
+                        stop,
+                        &mut self.runner.drops,
+                        &mut self.cache,
+                    );
                     std::thread::yield_now();
                 }
             }

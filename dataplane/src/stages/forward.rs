@@ -36,7 +36,7 @@ impl Stage for Forward {
     }
 
     #[inline]
-    fn process(&mut self, _ctx: &Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
+    fn process(&mut self, _ctx: &mut Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
         for (m, n) in pkts.iter_mut().zip(nexts.iter_mut()) {
             let to = self
                 .map

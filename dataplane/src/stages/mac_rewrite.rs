@@ -43,7 +43,7 @@ impl Stage for MacRewrite {
     }
 
     #[inline]
-    fn process(&mut self, _ctx: &Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
+    fn process(&mut self, _ctx: &mut Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
         for (m, n) in pkts.iter_mut().zip(nexts.iter_mut()) {
             let src = match self.src {
                 SrcMac::Keep => None,
