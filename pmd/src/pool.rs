@@ -548,12 +548,12 @@ mod tests {
         assert!(!m.set_len(5000));
         m.set_port(3);
         m.set_flow_hash(9);
-        m.meta_mut()[0] = 1;
+        m.set_egress(1);
         c.free(m);
         let m = c.alloc().unwrap();
         assert_eq!(
-            (m.len(), m.port(), m.flow_hash(), m.meta()[0]),
-            (0, 0, None, 0)
+            (m.len(), m.port(), m.flow_hash(), m.egress()),
+            (0, 0, None, crate::mbuf::NO_EGRESS)
         );
         c.free(m);
     }

@@ -284,8 +284,15 @@ impl<'a> Engine<'a> {
             }
         }
         // Buffers parked in per-thread caches and rings must leave enough for the receivers.
-        let threads = opts.worker_cores.len() as u64 + 1;
-        let need = threads * 1024 + (threads * 2) * opts.ring_size as u64 + 2 * BURST_MAX as u64;
+        // The direct shape (one run-to-completion worker) has one thread and no rings.
+        let direct = opts.layout == Layout::RunToCompletion && opts.worker_cores.len() == 1;
+        let (threads, rings) = if direct {
+            (1u64, 0u64)
+        } else {
+            let t = opts.worker_cores.len() as u64 + 1;
+            (t, 2 * t)
+        };
+        let need = threads * 1024 + rings * opts.ring_size as u64 + 4 * BURST_MAX as u64;
         if !opts.ring_size.is_power_of_two() || opts.ring_size < 2 * BURST_MAX as u32 {
             return Err(EngineError::Config(format!(
                 "ring size {} must be a power of two of at least {}",
