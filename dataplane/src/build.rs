@@ -228,6 +228,7 @@ pub fn engine_options(cfg: &Config, offline: bool) -> EngineOptions {
         },
         offline,
         ring_size: cfg.ring_size,
+        steer: cfg.stages.iter().find_map(|s| s.steer(cfg.workers.len())),
     }
 }
 

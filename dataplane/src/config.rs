@@ -226,6 +226,12 @@ pub trait StageSpec: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> &'static str;
     /// Builds one instance.
     fn build(&self, env: &BuildEnv) -> Box<dyn crate::stage::Stage>;
+    /// A steering rule for the dispatcher (the first stage that has one wins), for state the
+    /// symmetric flow hash cannot place, such as NAT replies; `workers` is the worker count.
+    fn steer(&self, workers: usize) -> Option<std::sync::Arc<dyn crate::engine::Steer>> {
+        let _ = workers;
+        None
+    }
     /// Lines for `dataplane check` describing the resolved settings.
     fn describe(&self, ports: &[PortConfig]) -> Vec<String> {
         let _ = ports;
@@ -251,6 +257,9 @@ pub type StageParser = fn(&StageTable<'_>) -> Result<Box<dyn StageSpec>, ConfigE
 pub const STAGE_KINDS: &[(&str, StageParser)] = &[
     ("forward", crate::stages::forward::parse_config),
     ("mac-rewrite", crate::stages::mac_rewrite::parse_config),
+    ("firewall", crate::stages::firewall::parse_config),
+    ("nat44", crate::stages::nat::parse_config),
+    ("router", crate::stages::router::parse_config),
 ];
 
 /// One `[[stage]]` table handed to its stage's parser: parse it into the stage's own

@@ -134,6 +134,7 @@ fn opts(layout: Layout, workers: usize) -> EngineOptions {
         clock: ClockMode::Capture,
         offline: true,
         ring_size: 1024,
+        steer: None,
     }
 }
 
@@ -397,4 +398,60 @@ fn stages_create_hold_release_and_give_up_with_exact_accounting() {
         assert_eq!(ids.len() as u64, (n + n / 10) as u64 - expired, "{what}");
         assert_eq!(r.sent(), ids.len() as u64, "{what}");
     }
+}
+
+/// Sends every frame from port 0 whose last byte is odd to the last worker.
+#[derive(Debug)]
+struct OddToLast;
+impl dataplane::engine::Steer for OddToLast {
+    fn steer(&self, frame: &[u8], port: u16, workers: usize) -> Option<usize> {
+        (port == 0 && frame.last().is_some_and(|b| b % 2 == 1)).then_some(workers - 1)
+    }
+}
+
+/// Counts what reaches each worker, by worker index.
+struct CountOdd(Arc<Mutex<Vec<(usize, u32)>>>);
+impl Stage for CountOdd {
+    fn name(&self) -> &str {
+        "count"
+    }
+    fn process(&mut self, ctx: &mut Ctx, pkts: &mut [Mbuf], _: &mut [Next]) {
+        let mut v = self.0.lock().unwrap();
+        for m in pkts.iter_mut() {
+            v.push((ctx.worker, id(m)));
+            m.set_egress(1);
+        }
+    }
+}
+
+#[test]
+fn steering_overrides_the_flow_hash() {
+    let dir = tmp("steer");
+    let (inp, out) = (dir.join("in.pcap"), dir.join("out.pcap"));
+    write_input(&inp, 1000);
+    let ports: Vec<Box<dyn Port>> = vec![
+        Box::new(PcapPort::open("in", 0, Some(&inp), None).unwrap()),
+        Box::new(PcapPort::open("out", 1, None, Some(&out)).unwrap()),
+    ];
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let chain = move |_| -> Vec<Box<dyn Stage>> { vec![Box::new(CountOdd(s2.clone()))] };
+    let mut o = opts(Layout::RunToCompletion, 2);
+    o.steer = Some(Arc::new(OddToLast));
+    let r = Engine::new(ports, pool(), Box::new(chain), o)
+        .unwrap()
+        .run(&AtomicBool::new(false))
+        .unwrap();
+    assert!(r.balanced());
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1000);
+    for &(w, i) in seen.iter() {
+        if i % 2 == 1 {
+            assert_eq!(w, 1, "odd id {i} not steered");
+        }
+    }
+    assert!(
+        seen.iter().any(|&(w, i)| w == 0 && i % 2 == 0),
+        "even ids keep the hash"
+    );
 }

@@ -74,6 +74,16 @@ pub struct EngineOptions {
     pub offline: bool,
     /// Capacity of each ring between threads.
     pub ring_size: u32,
+    /// Chooses the worker for packets the flow hash cannot place (see [`Steer`]).
+    pub steer: Option<Arc<dyn Steer>>,
+}
+
+/// Picks the worker for a received packet when the symmetric flow hash is not enough: a NAT's
+/// replies from outside carry the public address and port, not the inside tuple, so they must
+/// be steered to the worker that owns that public port. `None` falls back to the flow hash.
+pub trait Steer: Send + Sync + std::fmt::Debug {
+    /// The worker (below `workers`) for `frame` received on `port`, or `None`.
+    fn steer(&self, frame: &[u8], port: u16, workers: usize) -> Option<usize>;
 }
 
 /// Builds one chain instance (run-to-completion builds one per worker: per-core state).
@@ -498,6 +508,7 @@ impl<'a> Engine<'a> {
             }
             pin(opts.io_core, "the I/O thread")?;
             let mut io = IoThread {
+                steer: opts.steer.clone(),
                 cache: pool.cache(),
                 drops: DropCounters::default(),
                 to_workers: io_to_workers,
@@ -940,6 +951,7 @@ fn push_all<const M: bool>(
 
 /// The I/O thread of the handoff shape: owns the ports, dispatches, reorders, transmits.
 struct IoThread {
+    steer: Option<Arc<dyn Steer>>,
     cache: PoolCache,
     drops: DropCounters,
     to_workers: Vec<BufProducer<false>>,
@@ -1025,10 +1037,15 @@ impl IoThread {
         if self.pipeline || nw == 1 {
             std::mem::swap(burst, &mut staging[0]);
         } else {
+            let steer = self.steer.as_deref();
             burst.retain_owned(|_, mut m| {
                 let h = flow_hash(m.data());
                 m.set_flow_hash(h);
-                let w = ((h as u64 * nw as u64) >> 32) as usize;
+                let by_hash = ((h as u64 * nw as u64) >> 32) as usize;
+                let w = steer
+                    .and_then(|s| s.steer(m.data(), m.port(), nw))
+                    .filter(|&w| w < nw)
+                    .unwrap_or(by_hash);
                 let _ = staging[w].push(m);
                 None
             });
