@@ -808,6 +808,33 @@ struct HandoffWorker {
 }
 
 impl HandoffWorker {
+    /// Runs the stages' timer work (or, at shutdown, their flush) and passes on what they emit.
+    fn timers(
+        &mut self,
+        stages: &mut [Box<dyn Stage>],
+        leaving: &mut Burst,
+        stop: &AtomicBool,
+        shutdown: bool,
+    ) {
+        let now = self.clock.current();
+        let (w, n) = (self.index, self.nports);
+        if shutdown {
+            self.runner
+                .flush(now, w, stages, leaving, &mut self.cache, n);
+        } else {
+            self.runner
+                .poll(now, w, stages, leaving, &mut self.cache, n);
+        }
+        push_all(
+            &self.out,
+            leaving,
+            self.offline,
+            stop,
+            &mut self.runner.drops,
+            &mut self.cache,
+        );
+    }
+
     fn run(
         &mut self,
         stages: &mut [Box<dyn Stage>],
@@ -865,23 +892,7 @@ impl HandoffWorker {
                 );
             }
             if up_done {
-                let now = self.clock.current();
-                self.runner.flush(
-                    now,
-                    self.index,
-                    stages,
-                    &mut leaving,
-                    &mut self.cache,
-                    self.nports,
-                );
-                push_all(
-                    &self.out,
-                    &mut leaving,
-                    self.offline,
-                    stop,
-                    &mut self.runner.drops,
-                    &mut self.cache,
-                );
+                self.timers(stages, &mut leaving, stop, true);
                 self.mine.mark.store(up, Ordering::Release);
                 break;
             }
@@ -891,23 +902,7 @@ impl HandoffWorker {
             } else {
                 idle += 1;
                 if idle % 64 == 0 {
-                    let now = self.clock.current();
-                    self.runner.poll(
-                        now,
-                        self.index,
-                        stages,
-                        &mut leaving,
-                        &mut self.cache,
-                        self.nports,
-                    );
-                    push_all(
-                        &self.out,
-                        &mut leaving,
-                        self.offline,
-                        stop,
-                        &mut self.runner.drops,
-                        &mut self.cache,
-                    );
+                    self.timers(stages, &mut leaving, stop, false);
                     std::thread::yield_now();
                 }
             }
