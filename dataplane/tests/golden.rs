@@ -1,20 +1,25 @@
 //! Golden replay: every case under `pcap-fixtures/` through the real engine, in every layout.
 //!
-//! A case is a directory with a `config.toml`, an `in.pcap`, the `expected.pcap` its generator
-//! computed from a model of the behaviour (never from this dataplane), and the
-//! `expected-counters.toml` the run must end with. Each case is replayed through the library
-//! API exactly as `dataplane replay` does it, in three layouts:
+//! A case is a directory with a `config.toml`, the captures its ports read (`in.pcap`,
+//! `in-<port>.pcap`), the captures its generator computed from a model of the behaviour (never
+//! from this dataplane) for each output port (`expected.pcap`, `expected-<port>.pcap`), the
+//! `expected-counters.toml` the run must end with, and a `case.toml` index saying which port
+//! reads and writes which file and which layouts the case runs in. Each case is replayed through
+//! the library API exactly as `dataplane replay --in PORT=FILE... --out PORT=FILE...` does it,
+//! in the layouts it allows out of:
 //!
 //! * `rtc-1`: run-to-completion on one worker, as configured;
 //! * `rtc-2`: run-to-completion on workers `[0, 1]` (flows spread by the symmetric hash, output
 //!   put back in input order by the I/O thread);
 //! * `pipeline-2`: the chain split over two cores.
 //!
-//! Output is compared packet by packet (timestamp, length, bytes). A failure names the case,
-//! the layout, the first differing packet (1-based, as in Wireshark) and the first differing
-//! byte with the header field it falls in, e.g.
-//! `mac-rewrite [rtc-2]: packet 3: byte 6 (ethernet.src): expected 02, got 00`.
-//! All cases and layouts run before the test fails, so one run shows every problem.
+//! Every output port is compared packet by packet (timestamp, length, bytes). A failure names
+//! the case, the layout, the port, the first differing packet (1-based, as in Wireshark) and
+//! the first differing byte with the header field it falls in, e.g.
+//! `mac-rewrite [rtc-2]: outside: packet 3: byte 6 (ethernet.src): expected 02, got 00`.
+//! Counters: every port's, every engine drop reason, every stage drop reason (`stage.reason`,
+//! summed over workers), packets created if the case states it, and the balance. All cases and
+//! layouts run before the test fails, so one run shows every problem.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -95,12 +100,77 @@ fn read_pcap(path: &Path) -> Result<Vec<Pkt>, String> {
     Ok(out)
 }
 
-/// A unique scratch path for one run's output.
-fn scratch(case: &str, layout: &str) -> PathBuf {
+/// A unique scratch path for one run's output on `port`.
+fn scratch(case: &str, layout: &str, port: &str) -> PathBuf {
     std::env::temp_dir().join(format!(
-        "dataplane-golden-{}-{case}-{layout}.pcap",
+        "dataplane-golden-{}-{case}-{layout}-{port}.pcap",
         std::process::id()
     ))
+}
+
+/// A case's `case.toml`: which file each port reads and must write, and where it runs.
+#[derive(Debug, Default)]
+struct CaseIndex {
+    /// (port, file) read.
+    inputs: Vec<(String, String)>,
+    /// (port, file) each output must equal; `expected.pcap` first.
+    expected: Vec<(String, String)>,
+    /// Layout names the case runs in.
+    layouts: Vec<String>,
+    /// Why some layouts are left out.
+    layout_note: String,
+}
+
+fn read_index(dir: &Path) -> Result<CaseIndex, String> {
+    let path = dir.join("case.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let t: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let bad = |what: &str| format!("{}: {what}", path.display());
+    let files = |key: &str| -> Result<Vec<(String, String)>, String> {
+        let table = t
+            .get(key)
+            .and_then(toml::Value::as_table)
+            .ok_or_else(|| bad(&format!("no [{key}] table")))?;
+        let mut v = Vec::new();
+        for (port, file) in table {
+            let file = file
+                .as_str()
+                .ok_or_else(|| bad(&format!("{key}.{port}: expected a file name")))?;
+            v.push((port.clone(), file.to_string()));
+        }
+        // The unsuffixed file (the first port's) first, as the generator lists them.
+        v.sort_by_key(|(_, f)| f.contains('-'));
+        Ok(v)
+    };
+    let known = ["rtc-1", "rtc-2", "pipeline-2"];
+    let mut layouts = Vec::new();
+    for l in t
+        .get("layouts")
+        .and_then(toml::Value::as_array)
+        .ok_or_else(|| bad("no layouts list"))?
+    {
+        match l.as_str() {
+            Some(l) if known.contains(&l) => layouts.push(l.to_string()),
+            _ => return Err(bad(&format!("layouts: {l} is not one of {known:?}"))),
+        }
+    }
+    for k in t.keys() {
+        if !["inputs", "expected", "layouts", "layout_note"].contains(&k.as_str()) {
+            return Err(bad(&format!("unknown key {k:?}")));
+        }
+    }
+    Ok(CaseIndex {
+        inputs: files("inputs")?,
+        expected: files("expected")?,
+        layouts,
+        layout_note: t
+            .get("layout_note")
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+    })
 }
 
 /// The name of the header field that byte `off` of `frame` falls in, found with
@@ -290,8 +360,14 @@ fn compare(expected: &[Pkt], got: &[Pkt]) -> Option<String> {
 fn check_counters(want: &toml::Table, report: &Report) -> Vec<String> {
     let mut bad = Vec::new();
     let num = |v: Option<&toml::Value>| v.and_then(toml::Value::as_integer).unwrap_or(0) as u64;
+    for k in want.keys() {
+        if !["created", "ports", "drops"].contains(&k.as_str()) {
+            bad.push(format!("expected-counters.toml has an unknown key {k:?}"));
+        }
+    }
     let ports = want.get("ports").and_then(toml::Value::as_table);
     for (name, stats) in &report.ports {
+        // A port not listed must count nothing.
         let w = ports
             .and_then(|p| p.get(name))
             .and_then(toml::Value::as_table);
@@ -319,6 +395,16 @@ fn check_counters(want: &toml::Table, report: &Report) -> Vec<String> {
             }
         }
     }
+    if let Some(p) = ports {
+        for k in p.keys() {
+            if !report.ports.iter().any(|(n, _)| n == k) {
+                bad.push(format!(
+                    "expected-counters.toml names a port the configuration lacks: {k:?}"
+                ));
+            }
+        }
+    }
+
     let drops = want.get("drops").and_then(toml::Value::as_table);
     let have = report.drops();
     for &r in DropReason::ALL {
@@ -328,13 +414,42 @@ fn check_counters(want: &toml::Table, report: &Report) -> Vec<String> {
             bad.push(format!("drop {}: expected {wanted}, got {got}", r.name()));
         }
     }
+    // Stage drops, as `stage.reason`, summed over workers.
+    let mut stage_drops: Vec<(String, u64)> = Vec::new();
+    for (stage, reason, n) in report.workers.iter().flat_map(|w| &w.stage_drops) {
+        let key = format!("{stage}.{reason}");
+        match stage_drops.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, total)) => *total += n,
+            None => stage_drops.push((key, *n)),
+        }
+    }
     if let Some(d) = drops {
-        for k in d.keys() {
-            if !DropReason::ALL.iter().any(|r| r.name() == k) {
+        for (k, v) in d {
+            if k.contains('.') {
+                let wanted = num(Some(v));
+                let got = stage_drops
+                    .iter()
+                    .find(|(s, _)| s == k)
+                    .map_or(0, |(_, n)| *n);
+                if wanted != got {
+                    bad.push(format!("drop {k}: expected {wanted}, got {got}"));
+                }
+            } else if !DropReason::ALL.iter().any(|r| r.name() == k) {
                 bad.push(format!(
                     "expected-counters.toml names an unknown drop reason {k:?}"
                 ));
             }
+        }
+    }
+    for (k, got) in &stage_drops {
+        if drops.is_none_or(|d| !d.contains_key(k)) {
+            bad.push(format!("drop {k}: expected 0 (not listed), got {got}"));
+        }
+    }
+    if let Some(v) = want.get("created") {
+        let (wanted, got) = (num(Some(v)), report.created());
+        if wanted != got {
+            bad.push(format!("created: expected {wanted}, got {got}"));
         }
     }
     if !report.balanced() {
@@ -344,7 +459,7 @@ fn check_counters(want: &toml::Table, report: &Report) -> Vec<String> {
 }
 
 /// Replays one case in one layout; the problems found (empty: pass).
-fn run_case(dir: &Path, layout: &Layout) -> Vec<String> {
+fn run_case(dir: &Path, index: &CaseIndex, layout: &Layout) -> Vec<String> {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     let mut cfg = match Config::load(&dir.join("config.toml")) {
         Ok(c) => c,
@@ -355,23 +470,47 @@ fn run_case(dir: &Path, layout: &Layout) -> Vec<String> {
             return vec![format!("overrides: {e}")];
         }
     }
-    let out = scratch(&name, layout.name);
+    let outs: Vec<(String, PathBuf)> = index
+        .expected
+        .iter()
+        .map(|(port, _)| (port.clone(), scratch(&name, layout.name, port)))
+        .collect();
     let files = ReplayFiles {
-        inputs: vec![dir.join("in.pcap").display().to_string()],
-        outputs: vec![out.display().to_string()],
+        inputs: index
+            .inputs
+            .iter()
+            .map(|(port, file)| format!("{port}={}", dir.join(file).display()))
+            .collect(),
+        outputs: outs
+            .iter()
+            .map(|(port, path)| format!("{port}={}", path.display()))
+            .collect(),
+    };
+    let remove_outputs = || {
+        for (_, path) in &outs {
+            let _ = std::fs::remove_file(path);
+        }
     };
     let report = match build::run(&cfg, Some(&files), &AtomicBool::new(false)) {
         Ok(r) => r,
         Err(e) => {
-            let _ = std::fs::remove_file(&out);
+            remove_outputs();
             return vec![format!("replay failed: {e}")];
         }
     };
     let mut bad = Vec::new();
-    let expected = read_pcap(&dir.join("expected.pcap")).expect("expected.pcap reads");
-    match read_pcap(&out) {
-        Ok(got) => bad.extend(compare(&expected, &got)),
-        Err(e) => bad.push(format!("output unreadable: {e}")),
+    for ((port, file), (_, out)) in index.expected.iter().zip(&outs) {
+        let expected = match read_pcap(&dir.join(file)) {
+            Ok(e) => e,
+            Err(e) => {
+                bad.push(format!("{port}: {file}: {e}"));
+                continue;
+            }
+        };
+        match read_pcap(out) {
+            Ok(got) => bad.extend(compare(&expected, &got).map(|m| format!("{port}: {m}"))),
+            Err(e) => bad.push(format!("{port}: output unreadable: {e}")),
+        }
     }
     // The ordering case only proves something if the flows really spread over the workers.
     if layout.name == "rtc-2" && report.received() >= 1000 {
@@ -390,11 +529,15 @@ fn run_case(dir: &Path, layout: &Layout) -> Vec<String> {
         Err(e) => bad.push(format!("expected-counters.toml: {e}")),
     }
     if bad.is_empty() {
-        let _ = std::fs::remove_file(&out);
+        remove_outputs();
     } else {
+        let kept: Vec<String> = outs
+            .iter()
+            .map(|(port, p)| format!("{port}: {}", p.display()))
+            .collect();
         bad.push(format!(
             "output kept at {}; counters:\n{}",
-            out.display(),
+            kept.join(", "),
             report.render()
         ));
     }
@@ -410,6 +553,8 @@ fn golden_cases_in_every_layout() {
         fixtures_dir().display(),
         dirs.len()
     );
+    let cases: Vec<(PathBuf, Result<CaseIndex, String>)> =
+        dirs.iter().map(|d| (d.clone(), read_index(d))).collect();
     let two_cpus = pmd::mem::online_cpus().len() >= 2;
     let mut failures = Vec::new();
     for layout in layouts() {
@@ -421,10 +566,24 @@ fn golden_cases_in_every_layout() {
             );
             continue;
         }
-        for dir in &dirs {
+        for (dir, index) in &cases {
             let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let index = match index {
+                Ok(i) => i,
+                Err(e) => {
+                    failures.push(format!("{name} [{}]: {e}", layout.name));
+                    continue;
+                }
+            };
+            if !index.layouts.iter().any(|l| l == layout.name) {
+                eprintln!(
+                    "golden: skipping {name} in {}: {}",
+                    layout.name, index.layout_note
+                );
+                continue;
+            }
             let t = Instant::now();
-            let bad = run_case(dir, &layout);
+            let bad = run_case(dir, index, &layout);
             eprintln!(
                 "golden: {name} [{}]: {} ({:.0?})",
                 layout.name,

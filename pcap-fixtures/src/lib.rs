@@ -2,22 +2,27 @@
 //!
 //! A golden case is a directory `<case>/` holding
 //!
-//! * `config.toml`: a complete dataplane configuration (ports `inside` and `outside`, both
-//!   pcap; one worker; `[replay]` maps the `--in` file to `inside` and `--out` to `outside`),
-//! * `in.pcap`: what the `inside` port reads (nanosecond pcap, Ethernet),
-//! * `expected.pcap`: what must leave `outside`, packet for packet: bytes and timestamps,
-//! * `expected-counters.toml`: the port counters and engine drop counts the replay must end
-//!   with.
+//! * `config.toml`: a complete dataplane configuration (pcap ports, one worker; `[replay]`
+//!   maps the files in the order below),
+//! * `in.pcap`: what the first `[replay] inputs` port reads, and `in-<port>.pcap` for each
+//!   other input port (nanosecond pcap, Ethernet),
+//! * `expected.pcap`: what must leave the first `[replay] outputs` port, packet for packet
+//!   (bytes and timestamps), and `expected-<port>.pcap` for each other output port,
+//! * `expected-counters.toml`: the port counters, drop counts (engine reasons and
+//!   `stage.reason`) and created packets the replay must end with,
+//! * `case.toml`: the index: which port reads and writes which of those files, and the layouts
+//!   the case runs in.
 //!
 //! The dataplane's golden test (`dataplane/tests/golden.rs`) replays every case in every
-//! layout (one worker, two run-to-completion workers, a two-core pipeline) and compares.
+//! layout it allows (one worker, two run-to-completion workers, a two-core pipeline) and
+//! compares.
 //!
 //! **Where the expected output comes from.** Never from running the dataplane: that would
-//! only prove the dataplane agrees with itself. Each case states its behaviour as a model in
-//! [`cases::Setup::model`] ("a frame longer than the data room is dropped at the port", "the
-//! source MAC becomes the egress port's"), and the frames are made by the byte builders in
-//! [`packet`], which share no code with `dataplane::wire` (their unit tests check the two
-//! agree on every checksum).
+//! only prove the dataplane agrees with itself. Each stage states its behaviour as a model in
+//! its own file under [`cases`] (for forwarding, [`cases::forward::Setup::model`]: "a frame
+//! longer than the data room is dropped at the port", "the source MAC becomes the egress
+//! port's"), and the frames are made by the byte builders in [`packet`], which share no code
+//! with `dataplane::wire` (their unit tests check the two agree on every checksum).
 //!
 //! **Reproducible.** Timestamps are fixed and every random choice comes from a seeded
 //! [`Rng`], so generating twice gives identical bytes; `--check` regenerates into a temporary
@@ -33,14 +38,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use pmd::pcap::{PcapWriter, LINKTYPE_ETHERNET};
-
-/// The files of one case, in the order they are written.
-pub const CASE_FILES: [&str; 4] = [
-    "config.toml",
-    "in.pcap",
-    "expected.pcap",
-    "expected-counters.toml",
-];
 
 /// One captured frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,25 +88,48 @@ pub fn pcap_bytes(packets: &[Packet]) -> Vec<u8> {
     w.into_inner().expect("writing to memory cannot fail")
 }
 
-/// The contents of every file of `case`, named as in [`CASE_FILES`].
-pub fn case_files(case: &cases::Case) -> Vec<(&'static str, Vec<u8>)> {
-    let (expected, counters) = case.setup.model(&case.input);
-    vec![
-        (
-            CASE_FILES[0],
-            case.setup.config(case.name, case.about).into_bytes(),
-        ),
-        (CASE_FILES[1], pcap_bytes(&case.input)),
-        (CASE_FILES[2], pcap_bytes(&expected)),
-        (CASE_FILES[3], counters.to_toml(case.name).into_bytes()),
-    ]
+/// The contents of every file of `case`, by file name: `config.toml`, the input captures,
+/// the expected captures, `expected-counters.toml` and `case.toml`.
+pub fn case_files(case: &cases::Case) -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![(
+        "config.toml".to_string(),
+        (case.header_comment() + &case.config).into_bytes(),
+    )];
+    for (i, (_, packets)) in case.inputs.iter().enumerate() {
+        files.push((case.input_file(i), pcap_bytes(packets)));
+    }
+    for (i, (_, packets)) in case.expected.iter().enumerate() {
+        files.push((case.expected_file(i), pcap_bytes(packets)));
+    }
+    files.push((
+        "expected-counters.toml".to_string(),
+        case.resolved_counters().to_toml(&case.name).into_bytes(),
+    ));
+    files.push(("case.toml".to_string(), case.index_toml().into_bytes()));
+    files
+}
+
+/// Every case, checked: each valid ([`cases::Case::validate`]) and named once.
+pub fn checked_cases() -> io::Result<Vec<cases::Case>> {
+    let all = cases::all();
+    for (i, case) in all.iter().enumerate() {
+        case.validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if all[..i].iter().any(|c| c.name == case.name) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("two cases are named `{}`", case.name),
+            ));
+        }
+    }
+    Ok(all)
 }
 
 /// Writes every case under `dir` (creating `dir/<case>/`); returns the case directories.
 pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
-    for case in cases::all() {
-        let d = dir.join(case.name);
+    for case in checked_cases()? {
+        let d = dir.join(&case.name);
         fs::create_dir_all(&d).map_err(|e| with_path(&d, e))?;
         for (name, bytes) in case_files(&case) {
             let p = d.join(name);
@@ -127,12 +147,14 @@ pub fn write_all(dir: &Path) -> io::Result<Vec<PathBuf>> {
 pub fn check_all(dir: &Path, scratch: &Path) -> io::Result<Vec<String>> {
     write_all(scratch)?;
     let mut problems = Vec::new();
-    let known: Vec<&str> = cases::all().iter().map(|c| c.name).collect();
-    for name in &known {
-        let have_dir = dir.join(name);
-        for file in CASE_FILES {
+    let cases = checked_cases()?;
+    for case in &cases {
+        let have_dir = dir.join(&case.name);
+        let files = case_files(case);
+        for (file, _) in &files {
             let have = have_dir.join(file);
-            let want = fs::read(scratch.join(name).join(file)).map_err(|e| with_path(&have, e))?;
+            let want =
+                fs::read(scratch.join(&case.name).join(file)).map_err(|e| with_path(&have, e))?;
             match fs::read(&have) {
                 Ok(bytes) if bytes == want => {}
                 Ok(bytes) => problems.push(format!(
@@ -147,7 +169,7 @@ pub fn check_all(dir: &Path, scratch: &Path) -> io::Result<Vec<String>> {
             for e in entries {
                 let e = e?;
                 let fname = e.file_name();
-                if !CASE_FILES.iter().any(|f| fname == *f) {
+                if !files.iter().any(|(f, _)| fname == f.as_str()) {
                     problems.push(format!("{}: not made by the generator", e.path().display()));
                 }
             }
@@ -157,7 +179,7 @@ pub fn check_all(dir: &Path, scratch: &Path) -> io::Result<Vec<String>> {
         let e = e?;
         let path = e.path();
         let fname = e.file_name();
-        if path.join("config.toml").is_file() && !known.iter().any(|k| fname == *k) {
+        if path.join("config.toml").is_file() && !cases.iter().any(|c| fname == c.name.as_str()) {
             problems.push(format!(
                 "{}: a case directory the generator does not make (delete it or add the case)",
                 path.display()

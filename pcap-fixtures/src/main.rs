@@ -4,9 +4,9 @@
 //! cargo run -p pcap-fixtures -- [--check] [DIR]
 //! ```
 //!
-//! Without `--check`, writes `DIR/<case>/{config.toml, in.pcap, expected.pcap,
-//! expected-counters.toml}` for every case (DIR defaults to the `pcap-fixtures/` crate
-//! directory). With `--check`, generates into a temporary directory instead and exits non-zero,
+//! Without `--check`, writes `DIR/<case>/{config.toml, in.pcap, in-<port>.pcap...,
+//! expected.pcap, expected-<port>.pcap..., expected-counters.toml, case.toml}` for every case
+//! (DIR defaults to the `pcap-fixtures/` crate directory). With `--check`, generates into a temporary directory instead and exits non-zero,
 //! naming each file, if anything under DIR differs: CI runs this so that golden files are only
 //! ever changed by changing the generator.
 

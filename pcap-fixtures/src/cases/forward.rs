@@ -1,32 +1,23 @@
-//! The golden cases: their inputs, their configurations, and the model that predicts their
-//! output.
+//! The forward and mac-rewrite cases: their inputs, their configurations, and the model that
+//! predicts their output.
 //!
-//! Every case runs the same two-port setup (`inside` → `outside`, both pcap ports) with a
+//! Every case here runs the same two-port setup (`inside` → `outside`, both pcap ports) with a
 //! [`Setup`] that picks the data room and whether a MAC rewrite follows the forward stage. The
 //! expected output and counters come from [`Setup::model`], a few lines that state what the
 //! dataplane must do (drop at the port what does not fit a buffer, send everything else out of
 //! `outside`, rewrite both MACs if asked, drop frames too short for an Ethernet header there),
-//! never from running the dataplane itself.
+//! never from running the dataplane itself. The frame generators ([`mixed_frames`] and
+//! friends) are public so other stages' cases can reuse them.
 
+use super::{
+    pattern, stamp, standard_config, Case, Counters, PortCounters, DATA_ROOM, GW_MAC, HOST_MAC,
+    NEXT_HOP_MAC, OUTSIDE_MAC, STANDARD_PORTS, T0,
+};
 use crate::packet::{arp, ipv6, TcpSegment};
 use crate::packet::{ethertype, proto, tcp_flags, v4, v6, Eth, Ip, Ipv4Header, Mac, Tag};
 use crate::{Packet, Rng};
 
-/// MAC of the `inside` port.
-pub const INSIDE_MAC: Mac = [0x02, 0, 0, 0, 0, 0x01];
-/// MAC of the `outside` port.
-pub const OUTSIDE_MAC: Mac = [0x02, 0, 0, 0, 0, 0x02];
-/// Next-hop MAC the `mac-rewrite` cases write as destination.
-pub const NEXT_HOP_MAC: Mac = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
-/// Source MAC of the subscriber hosts in the inputs.
-const HOST_MAC: Mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
-/// Destination MAC of the inputs (the inside port's gateway address as the hosts see it).
-const GW_MAC: Mac = [0x52, 0x54, 0x00, 0xfe, 0xdc, 0xba];
-
-/// First timestamp of most inputs: 2023-11-14 22:13:20 UTC.
-const T0: u64 = 1_700_000_000_000_000_000;
-
-/// What one case configures: the part of the configuration the model depends on.
+/// What one forward case configures: the part of the configuration the model depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Setup {
     /// `memory.data_room`: frames longer than this are dropped by the port (`rx_oversize`).
@@ -36,45 +27,18 @@ pub struct Setup {
     pub rewrite_dst: Option<Mac>,
 }
 
-/// Counters a replay of the case must end with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// `inside` port: packets received (handed to the engine).
-    pub inside_rx: u64,
-    /// `inside` port: packets dropped on receive for not fitting a buffer.
-    pub inside_rx_oversize: u64,
-    /// `outside` port: packets sent.
-    pub outside_tx: u64,
-    /// Engine drops by reason name (`malformed`, ...); a reason not listed must be zero.
-    pub drops: Vec<(&'static str, u64)>,
-}
-
-/// One golden case.
-#[derive(Debug, Clone)]
-pub struct Case {
-    /// Directory name.
-    pub name: &'static str,
-    /// What the case checks, for the configuration's header comment.
-    pub about: &'static str,
-    /// The configuration's model-relevant part.
-    pub setup: Setup,
-    /// What the `inside` port reads.
-    pub input: Vec<Packet>,
-}
-
 impl Setup {
     /// The model: what leaves `outside`, in order, and the counters, for `input`.
     pub fn model(&self, input: &[Packet]) -> (Vec<Packet>, Counters) {
         let mut out = Vec::new();
-        let mut c = Counters::default();
-        let mut malformed = 0;
+        let (mut rx, mut oversize, mut malformed) = (0, 0, 0);
         for p in input {
             // The port: a frame that does not fit one buffer never enters the engine.
             if p.data.len() > self.data_room as usize {
-                c.inside_rx_oversize += 1;
+                oversize += 1;
                 continue;
             }
-            c.inside_rx += 1;
+            rx += 1;
             // forward: inside -> outside, unchanged.
             let mut data = p.data.clone();
             // mac-rewrite: needs a whole Ethernet header.
@@ -91,181 +55,106 @@ impl Setup {
                 data,
             });
         }
-        c.outside_tx = out.len() as u64;
+        let mut c = Counters {
+            ports: vec![
+                PortCounters::new("inside", rx, oversize, 0),
+                PortCounters::new("outside", 0, 0, out.len() as u64),
+            ],
+            ..Counters::default()
+        };
         if self.rewrite_dst.is_some() {
-            c.drops.push(("malformed", malformed));
+            c.drops.push(("malformed".into(), malformed));
         }
         (out, c)
     }
 
-    /// The complete configuration file for case `name`.
-    pub fn config(&self, name: &str, about: &str) -> String {
-        let mut s = String::new();
-        s.push_str(&format!(
-            "# Golden case `{name}`, written by `cargo run -p pcap-fixtures`: do not edit by hand\n\
-             # (`cargo run -p pcap-fixtures -- --check` fails on any difference).\n#\n"
-        ));
-        for line in wrap(about, 94) {
-            s.push_str(&format!("# {line}\n"));
-        }
-        s.push_str(&format!(
-            "#\n# Replay by hand:\n#   dataplane replay --config pcap-fixtures/{name}/config.toml \\\n\
-             #     --in pcap-fixtures/{name}/in.pcap --out /tmp/{name}.pcap\n\n"
-        ));
-        s.push_str(&format!(
-            "[memory]\nbuffers = 16384\ndata_room = {}\nheadroom = 128\nhugepages = \"never\"\n\n",
-            self.data_room
-        ));
-        s.push_str(
-            "[engine]\nlayout = \"run-to-completion\"\nworkers = [0]\nburst = 32\n\n\
-             [replay]\ninputs = [\"inside\"]\noutputs = [\"outside\"]\n\n",
-        );
-        for (name, mac) in [("inside", INSIDE_MAC), ("outside", OUTSIDE_MAC)] {
-            s.push_str(&format!(
-                "[[port]]\nname = \"{name}\"\nkind = \"pcap\"\nmac = \"{}\"\n\n",
-                mac_str(mac)
-            ));
-        }
+    /// The configuration (after the header comment).
+    pub fn config(&self) -> String {
+        let mut s = standard_config(self.data_room, &STANDARD_PORTS, &["inside"], &["outside"]);
         s.push_str("[[stage]]\nkind = \"forward\"\nroutes = { inside = \"outside\" }\n");
         if let Some(dst) = self.rewrite_dst {
             s.push_str(&format!(
                 "\n[[stage]]\nkind = \"mac-rewrite\"\ndst = \"{}\"\nsrc = \"egress-port\"\n",
-                mac_str(dst)
+                super::mac_str(dst)
             ));
         }
         s
     }
-}
 
-impl Counters {
-    /// The `expected-counters.toml` text.
-    pub fn to_toml(&self, name: &str) -> String {
-        let mut s = format!(
-            "# Counters a replay of `{name}` must end with, in every layout (written by\n\
-             # pcap-fixtures from its model; do not edit). Engine drop reasons not listed are 0.\n\n"
-        );
-        s.push_str(&format!(
-            "[ports.inside]\nrx_packets = {}\nrx_oversize = {}\ntx_packets = 0\n\n",
-            self.inside_rx, self.inside_rx_oversize
-        ));
-        s.push_str(&format!(
-            "[ports.outside]\nrx_packets = 0\nrx_oversize = 0\ntx_packets = {}\n\n[drops]\n",
-            self.outside_tx
-        ));
-        for (reason, n) in &self.drops {
-            s.push_str(&format!("{reason} = {n}\n"));
-        }
-        s
+    /// The case `name` checking `about` that feeds `input` to `inside`.
+    pub fn case(&self, name: &str, about: &str, input: Vec<Packet>) -> Case {
+        let (out, counters) = self.model(&input);
+        Case::new(name, about)
+            .config(self.config())
+            .input("inside", input)
+            .expect("outside", out)
+            .counters(counters)
     }
 }
 
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn mac_str(m: Mac) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = vec![String::new()];
-    for word in text.split_whitespace() {
-        let cur = lines.last_mut().expect("never empty");
-        if !cur.is_empty() && cur.len() + 1 + word.len() > width {
-            lines.push(word.to_string());
-        } else {
-            if !cur.is_empty() {
-                cur.push(' ');
-            }
-            cur.push_str(word);
-        }
-    }
-    lines
-}
-
-/// Every case, in a fixed order.
-pub fn all() -> Vec<Case> {
+/// The forward cases, in a fixed order.
+pub fn cases() -> Vec<Case> {
     let plain = Setup {
-        data_room: 2048,
+        data_room: DATA_ROOM,
         rewrite_dst: None,
     };
     let rewrite = Setup {
-        data_room: 2048,
+        data_room: DATA_ROOM,
         rewrite_dst: Some(NEXT_HOP_MAC),
     };
+    let oversize = Setup {
+        data_room: 1024,
+        rewrite_dst: None,
+    };
     vec![
-        Case {
-            name: "forward-mixed",
-            about: "Every kind of frame (ARP; IPv4 UDP/TCP/ICMP, with options and fragments; \
-                    IPv6 UDP/TCP/ICMPv6 and a Hop-by-Hop header; one 802.1Q tag; 802.1ad+802.1Q \
-                    QinQ; an unknown EtherType; 60-byte minimum frames with padding; 1514 to \
-                    1522-byte full-size frames) forwarded inside -> outside: the output is the \
-                    input, byte for byte, with the same timestamps.",
-            setup: plain,
-            input: stamp(mixed_frames(), T0, 1_000_137, 0x5eed_0001),
-        },
-        Case {
-            name: "mac-rewrite",
-            about: "The forward-mixed frames through forward + mac-rewrite (dst = \
-                    02:aa:bb:cc:dd:ee, src = egress-port): every frame leaves outside with the \
-                    destination MAC replaced by the next hop's and the source MAC by the outside \
-                    port's (02:00:00:00:00:02), VLAN tags and everything after untouched.",
-            setup: rewrite,
-            input: stamp(mixed_frames(), T0 + 3_600_000_000_000, 250_000, 0x5eed_0002),
-        },
-        Case {
-            name: "malformed-short",
-            about: "Frames of 0 to 13 bytes (too short for an Ethernet header) mixed with good \
-                    frames and a bare 14-byte header, through forward + mac-rewrite: the short \
-                    ones are dropped and counted as malformed, the rest rewritten.",
-            setup: rewrite,
-            input: stamp(short_mix(), T0, 10_000, 0x5eed_0003),
-        },
-        Case {
-            name: "oversize",
-            about: "memory.data_room = 1024 and frames of 1000, 1023, 1024, 1025 and 1500 bytes \
-                    among small ones: frames longer than 1024 bytes are dropped by the inside \
-                    port (rx_oversize), all others forwarded unchanged.",
-            setup: Setup {
-                data_room: 1024,
-                rewrite_dst: None,
-            },
-            input: stamp(oversize_mix(), T0, 1_000, 0x5eed_0004),
-        },
-        Case {
-            name: "many-flows-order",
-            about: "2000 frames over 300 UDP and TCP flows (IPv4, IPv6, some VLAN-tagged), both \
-                    directions, random but seeded: forwarded unchanged and in input order. With \
-                    several workers the flows spread over them, so this is the case that proves \
-                    replay output keeps input order in every layout.",
-            setup: plain,
-            input: many_flows(),
-        },
-        Case {
-            name: "timestamps",
-            about: "Irregular timestamps: the Unix epoch, single nanoseconds, runs of equal \
-                    values, second boundaries, a step backwards, hour-long gaps and the last \
-                    nanosecond a pcap file can hold (2106): every frame keeps its timestamp to \
-                    the nanosecond.",
-            setup: plain,
-            input: timestamps(),
-        },
+        plain.case(
+            "forward-mixed",
+            "Every kind of frame (ARP; IPv4 UDP/TCP/ICMP, with options and fragments; \
+             IPv6 UDP/TCP/ICMPv6 and a Hop-by-Hop header; one 802.1Q tag; 802.1ad+802.1Q \
+             QinQ; an unknown EtherType; 60-byte minimum frames with padding; 1514 to \
+             1522-byte full-size frames) forwarded inside -> outside: the output is the \
+             input, byte for byte, with the same timestamps.",
+            stamp(mixed_frames(), T0, 1_000_137, 0x5eed_0001),
+        ),
+        rewrite.case(
+            "mac-rewrite",
+            "The forward-mixed frames through forward + mac-rewrite (dst = \
+             02:aa:bb:cc:dd:ee, src = egress-port): every frame leaves outside with the \
+             destination MAC replaced by the next hop's and the source MAC by the outside \
+             port's (02:00:00:00:00:02), VLAN tags and everything after untouched.",
+            stamp(mixed_frames(), T0 + 3_600_000_000_000, 250_000, 0x5eed_0002),
+        ),
+        rewrite.case(
+            "malformed-short",
+            "Frames of 0 to 13 bytes (too short for an Ethernet header) mixed with good \
+             frames and a bare 14-byte header, through forward + mac-rewrite: the short \
+             ones are dropped and counted as malformed, the rest rewritten.",
+            stamp(short_mix(), T0, 10_000, 0x5eed_0003),
+        ),
+        oversize.case(
+            "oversize",
+            "memory.data_room = 1024 and frames of 1000, 1023, 1024, 1025 and 1500 bytes \
+             among small ones: frames longer than 1024 bytes are dropped by the inside \
+             port (rx_oversize), all others forwarded unchanged.",
+            stamp(oversize_mix(), T0, 1_000, 0x5eed_0004),
+        ),
+        plain.case(
+            "many-flows-order",
+            "2000 frames over 300 UDP and TCP flows (IPv4, IPv6, some VLAN-tagged), both \
+             directions, random but seeded: forwarded unchanged and in input order. With \
+             several workers the flows spread over them, so this is the case that proves \
+             replay output keeps input order in every layout.",
+            many_flows(),
+        ),
+        plain.case(
+            "timestamps",
+            "Irregular timestamps: the Unix epoch, single nanoseconds, runs of equal \
+             values, second boundaries, a step backwards, hour-long gaps and the last \
+             nanosecond a pcap file can hold (2106): every frame keeps its timestamp to \
+             the nanosecond.",
+            timestamps(),
+        ),
     ]
-}
-
-/// Puts `frames` on a clock starting at `t0`, about `step` ns apart with a seeded jitter of up
-/// to a quarter step (so the nanosecond digits are not all zero).
-fn stamp(frames: Vec<Vec<u8>>, t0: u64, step: u64, seed: u64) -> Vec<Packet> {
-    let mut rng = Rng::new(seed);
-    let mut t = t0;
-    frames
-        .into_iter()
-        .map(|data| {
-            let p = Packet { ts_ns: t, data };
-            t += step + rng.below(step / 4 + 1);
-            p
-        })
-        .collect()
 }
 
 /// The addresses most frames use.
@@ -290,7 +179,7 @@ fn hosts() -> Hosts {
 }
 
 /// About forty frames of every kind the dataplane meets.
-fn mixed_frames() -> Vec<Vec<u8>> {
+pub fn mixed_frames() -> Vec<Vec<u8>> {
     let Hosts {
         eth,
         v4: ip4,
@@ -502,19 +391,8 @@ fn mixed_frames() -> Vec<Vec<u8>> {
     f
 }
 
-/// Deterministic filler bytes: `len` bytes of a sequence picked by `seed`.
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| {
-            (i as u8)
-                .wrapping_mul(31)
-                .wrapping_add(seed.wrapping_mul(17))
-        })
-        .collect()
-}
-
 /// Frames of 0 to 13 bytes interleaved with good frames, and a bare Ethernet header.
-fn short_mix() -> Vec<Vec<u8>> {
+pub fn short_mix() -> Vec<Vec<u8>> {
     let Hosts {
         eth,
         v4: ip4,
@@ -554,7 +432,7 @@ fn short_mix() -> Vec<Vec<u8>> {
 }
 
 /// Frames around a 1024-byte data room.
-fn oversize_mix() -> Vec<Vec<u8>> {
+pub fn oversize_mix() -> Vec<Vec<u8>> {
     let Hosts { eth, v4: ip4, .. } = hosts();
     // Frame length = 42 + UDP payload for untagged IPv4 UDP.
     let udp_frame = |len: usize, seed: u8| {
@@ -588,7 +466,7 @@ struct Flow {
 }
 
 /// 2000 frames over 300 flows, both directions, seeded.
-fn many_flows() -> Vec<Packet> {
+pub fn many_flows() -> Vec<Packet> {
     let mut rng = Rng::new(0x300_f10a);
     let mut flows: Vec<Flow> = (0..300u32)
         .map(|i| {
@@ -671,7 +549,7 @@ fn many_flows() -> Vec<Packet> {
 }
 
 /// Frames with awkward timestamps.
-fn timestamps() -> Vec<Packet> {
+pub fn timestamps() -> Vec<Packet> {
     const S: u64 = 1_000_000_000;
     let stamps: [u64; 24] = [
         0,
@@ -736,8 +614,8 @@ mod tests {
 
     #[test]
     fn cases_have_the_promised_shape() {
-        let cases = all();
-        let names: Vec<_> = cases.iter().map(|c| c.name).collect();
+        let cases = cases();
+        let names: Vec<_> = cases.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
             [
@@ -750,32 +628,30 @@ mod tests {
             ]
         );
         for c in &cases {
-            let (out, counters) = c.setup.model(&c.input);
-            assert_eq!(counters.outside_tx, out.len() as u64);
-            assert_eq!(
-                counters.inside_rx + counters.inside_rx_oversize,
-                c.input.len() as u64
-            );
+            assert_eq!(c.validate(), Ok(()));
+            assert_eq!(c.inputs.len(), 1);
+            assert_eq!(c.expected.len(), 1);
+            assert!(c.layouts.is_empty());
         }
-        let mixed = &cases[0].input;
+        let input = |i: usize| &cases[i].inputs[0].1;
+        let mixed = input(0);
         assert!((38..=45).contains(&mixed.len()), "{}", mixed.len());
         let lens: Vec<usize> = mixed.iter().map(|p| p.data.len()).collect();
         for want in [60, 1514, 1518, 1522] {
             assert!(lens.contains(&want), "no {want}-byte frame");
         }
-        let short = cases[2].setup.model(&cases[2].input).1;
-        assert_eq!(short.drops, [("malformed", 14)]);
-        let over = cases[3].setup.model(&cases[3].input).1;
-        assert_eq!((over.inside_rx, over.inside_rx_oversize), (8, 5));
-        assert_eq!(cases[4].input.len(), 2000);
-        assert_eq!(cases[5].input.len(), 24);
+        assert_eq!(cases[2].counters.drops, [("malformed".to_string(), 14)]);
+        let over = &cases[3].counters.ports[0];
+        assert_eq!((over.rx_packets, over.rx_oversize), (8, 5));
+        assert_eq!(input(4).len(), 2000);
+        assert_eq!(input(5).len(), 24);
     }
 
     #[test]
     fn every_frame_verifies_with_dataplane_wire() {
         let mut checked = 0;
-        for c in all() {
-            for p in &c.input {
+        for c in cases() {
+            for p in &c.inputs[0].1 {
                 if p.data.len() > 14 {
                     crate::packet::tests::check_frame(&p.data);
                     checked += 1;
