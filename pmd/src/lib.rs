@@ -8,6 +8,8 @@
 //! it is sound. Nothing here knows about protocols: that is the `dataplane` crate's business.
 
 pub mod cpu;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod mbuf;
 pub mod mem;
 pub mod pcap;
