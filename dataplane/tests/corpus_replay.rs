@@ -17,6 +17,15 @@
 //!
 //! Without the corpus the test prints why it skipped and passes.
 
+/// Prints why a test skipped, straight to stderr: the test harness captures `eprintln!` of
+/// passing tests, and a skip must be seen.
+macro_rules! skip_note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -203,7 +212,7 @@ fn corpus_replays_unchanged() {
     let index = match std::fs::read_to_string(pcap.join("INDEX.tsv")) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
+            skip_note!(
                 "corpus_replay: skipped: no corpus index at {} ({e}); set DATAPLANE_CORPUS",
                 pcap.join("INDEX.tsv").display()
             );
@@ -284,14 +293,14 @@ fn corpus_replays_unchanged() {
 fn many_flow_captures_give_the_same_output_in_every_layout() {
     let pcap = corpus_dir().join("pcap");
     if !pcap.join("INDEX.tsv").is_file() {
-        eprintln!(
+        skip_note!(
             "corpus_replay: skipped: no corpus at {}; set DATAPLANE_CORPUS",
             pcap.display()
         );
         return;
     }
     if pmd::mem::online_cpus().len() < 2 {
-        eprintln!(
+        skip_note!(
             "corpus_replay: skipped the multi-core layouts: 2 online CPUs needed, have {:?}",
             pmd::mem::online_cpus()
         );

@@ -21,6 +21,15 @@
 //! summed over workers), packets created if the case states it, and the balance. All cases and
 //! layouts run before the test fails, so one run shows every problem.
 
+/// Prints why a case or layout was skipped, straight to stderr: the test harness captures
+/// `eprintln!` of passing tests, and a skip must be seen.
+macro_rules! skip_note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -559,7 +568,7 @@ fn golden_cases_in_every_layout() {
     let mut failures = Vec::new();
     for layout in layouts() {
         if layout.overrides.is_some() && !two_cpus {
-            eprintln!(
+            skip_note!(
                 "golden: skipping layout {}: it needs 2 online CPUs, this machine has {:?}",
                 layout.name,
                 pmd::mem::online_cpus()
@@ -576,9 +585,10 @@ fn golden_cases_in_every_layout() {
                 }
             };
             if !index.layouts.iter().any(|l| l == layout.name) {
-                eprintln!(
+                skip_note!(
                     "golden: skipping {name} in {}: {}",
-                    layout.name, index.layout_note
+                    layout.name,
+                    index.layout_note
                 );
                 continue;
             }

@@ -8,6 +8,15 @@
 //! to its directory, or the test looks in `../shared/corpus` beside the workspace and is
 //! skipped if that is absent.
 
+/// Prints why a test skipped, straight to stderr: the test harness captures `eprintln!` of
+/// passing tests, and a skip must be seen.
+macro_rules! skip_note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::path::{Path, PathBuf};
 
 use pmd::pcap::{Format, PcapError, PcapReader};
@@ -134,7 +143,7 @@ fn check(dir: &Path, e: &Entry) -> Result<u64, String> {
 fn corpus_captures_read_as_indexed() {
     let dir = corpus_dir().join("pcap");
     if !dir.is_dir() {
-        eprintln!(
+        skip_note!(
             "skipping pcap corpus test: {} is not a directory (set DATAPLANE_CORPUS to the corpus)",
             dir.display()
         );
