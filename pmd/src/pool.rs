@@ -95,6 +95,25 @@ pub(crate) struct PoolCore {
     buf_len: u16,
     common: NonNull<RingMem>,
     slow_frees: AtomicU64,
+    /// External pools: slot headers by index (their memory is not one strided region).
+    table: Option<Box<[NonNull<MbufHdr>]>>,
+    /// External pools: where free buffers live instead of `common`.
+    external: Option<Box<dyn ExternalStore>>,
+}
+
+/// Where an external pool keeps its free buffers (a DPDK mempool): the pool's caches refill
+/// from it and spill to it in bulk, so the per-packet alloc and free stay the same code.
+///
+/// # Safety
+/// `alloc_bulk` must hand out only headers of the slots the pool was created with, each at most
+/// once until it comes back through `free_bulk`.
+pub unsafe trait ExternalStore: Send + Sync {
+    /// Takes up to `out.len()` free buffers; writes their header addresses; returns how many.
+    fn alloc_bulk(&self, out: &mut [NonNull<u8>]) -> usize;
+    /// Gives buffers back (header addresses).
+    fn free_bulk(&self, hdrs: &[NonNull<u8>]);
+    /// Free buffers in the store now (a snapshot).
+    fn available(&self) -> u32;
 }
 
 // SAFETY: the core is immutable after construction except through atomics (ring, counter).
@@ -110,6 +129,9 @@ static REGISTRY_LOCK: Mutex<()> = Mutex::new(());
 impl PoolCore {
     #[inline(always)]
     fn slot(&self, index: u32) -> NonNull<MbufHdr> {
+        if let Some(t) = &self.table {
+            return t[index as usize];
+        }
         // SAFETY: callers pass index < count; the slot lies inside the region.
         unsafe { NonNull::new_unchecked(self.base.add(index as usize * self.stride).cast()) }
     }
@@ -156,6 +178,10 @@ pub(crate) fn free_slow(handle: u32) {
     // SAFETY: a registered core stays valid while any of its buffers is out.
     let core = unsafe { &*core };
     core.slow_frees.fetch_add(1, Ordering::Relaxed);
+    if let Some(ext) = &core.external {
+        ext.free_bulk(&[core.slot(handle & INDEX_MASK).cast()]);
+        return;
+    }
     let dummy = std::cell::Cell::new(0);
     // SAFETY: multi-producer enqueue is safe concurrently.
     unsafe { core.ring().enqueue::<true>(&[handle], &dummy) };
@@ -170,6 +196,10 @@ struct PoolOwner {
 
 impl Drop for PoolOwner {
     fn drop(&mut self) {
+        if self.core.external.is_some() {
+            // The external store owns the memory and outlives us; keep the registration.
+            return;
+        }
         let free = self.core.ring().len();
         if free == self.core.count {
             REGISTRY[self.core.id as usize].store(std::ptr::null_mut(), Ordering::Release);
@@ -263,6 +293,8 @@ impl Pool {
             buf_len: buf_len as u16,
             common,
             slow_frees: AtomicU64::new(0),
+            table: None,
+            external: None,
         }));
         let mut handles = [0u32; BURST_MAX];
         let dummy = std::cell::Cell::new(0);
@@ -310,6 +342,112 @@ impl Pool {
         })
     }
 
+    /// A pool over buffers that live in an external store (a DPDK mempool), so packets can stay
+    /// in the store's buffers through the whole chain. Writes every slot's header.
+    ///
+    /// # Safety
+    /// Each pointer in `slots` must be the start of `HDR_SIZE + headroom + data_room` bytes,
+    /// 64-byte aligned, valid for the rest of the process, and handed out only by `store`
+    /// (which must uphold [`ExternalStore`]'s contract for exactly these slots).
+    pub unsafe fn new_external(
+        name: &str,
+        slots: &[NonNull<u8>],
+        headroom: u16,
+        data_room: u16,
+        store: Box<dyn ExternalStore>,
+    ) -> Result<Pool, PoolError> {
+        let err = |why: String| PoolError::Config {
+            name: name.to_string(),
+            why,
+        };
+        if slots.is_empty() || slots.len() > INDEX_MASK as usize {
+            return Err(err(format!("{} buffers is out of range", slots.len())));
+        }
+        let buf_len = headroom as usize + data_room as usize;
+        if buf_len > u16::MAX as usize {
+            return Err(err("headroom + data room above 65535".into()));
+        }
+        if slots.iter().any(|p| p.as_ptr() as usize % 64 != 0) {
+            return Err(err("a buffer header is not 64-byte aligned".into()));
+        }
+        let ring_region =
+            Region::new(RingMem::bytes_needed(2), None, HugePolicy::Never).map_err(|source| {
+                PoolError::Mem {
+                    name: name.to_string(),
+                    source,
+                }
+            })?;
+        // SAFETY: a fresh page-aligned mapping, large enough; it is leaked with the core (an
+        // external pool is never unregistered).
+        let common = unsafe {
+            RingMem::init_in(
+                NonNull::new(ring_region.as_ptr()).expect("mmap never returns null"),
+                ring_region.len(),
+                2,
+            )
+        }
+        .map_err(|source| PoolError::Ring {
+            name: name.to_string(),
+            source,
+        })?;
+        std::mem::forget(ring_region);
+        let _g = REGISTRY_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let id = REGISTRY
+            .iter()
+            .position(|r| r.load(Ordering::Acquire).is_null())
+            .ok_or_else(|| PoolError::TooMany(name.to_string()))? as u32;
+        let table: Box<[NonNull<MbufHdr>]> = slots.iter().map(|p| p.cast()).collect();
+        for (idx, hdr) in table.iter().enumerate() {
+            // SAFETY: the caller guarantees each slot is valid, exclusive memory of at least a
+            // header's size; nobody else reads our header area.
+            unsafe {
+                hdr.as_ptr().write(MbufHdr {
+                    handle: (id << INDEX_BITS) | idx as u32,
+                    data_off: headroom,
+                    data_len: 0,
+                    buf_len: buf_len as u16,
+                    port: 0,
+                    queue: 0,
+                    flags: 0,
+                    flow_hash: 0,
+                    snap_cut: 0,
+                    seq: 0,
+                    timestamp: 0,
+                    egress: crate::mbuf::NO_EGRESS,
+                    _pad16: [0; 3],
+                    _pad: [0; 2],
+                    meta: [0; 8],
+                });
+            }
+        }
+        let core: &'static PoolCore = Box::leak(Box::new(PoolCore {
+            base: std::ptr::null_mut(),
+            stride: 0,
+            count: slots.len() as u32,
+            id,
+            headroom,
+            buf_len: buf_len as u16,
+            common,
+            slow_frees: AtomicU64::new(0),
+            table: Some(table),
+            external: Some(store),
+        }));
+        REGISTRY[id as usize].store(core as *const PoolCore as *mut PoolCore, Ordering::Release);
+        Ok(Pool {
+            owner: Arc::new(PoolOwner {
+                core,
+                name: name.to_string(),
+                region: None,
+                ring_region: None,
+            }),
+        })
+    }
+
+    /// This pool's id (the top bits of its buffers' handles).
+    pub fn id(&self) -> u32 {
+        self.owner.core.id
+    }
+
     /// A per-core cache in front of this pool.
     pub fn cache(&self) -> PoolCache {
         PoolCache {
@@ -328,7 +466,10 @@ impl Pool {
 
     /// Buffers in the shared ring now (not counting those parked in caches).
     pub fn shared_free(&self) -> u32 {
-        self.owner.core.ring().len()
+        match &self.owner.core.external {
+            Some(ext) => ext.available(),
+            None => self.owner.core.ring().len(),
+        }
     }
 
     /// Buffers freed one at a time by `Drop` (should stay near zero on the packet path).
@@ -369,8 +510,18 @@ pub struct PoolCache {
 
 impl PoolCache {
     fn refill(&mut self) {
-        let dummy = std::cell::Cell::new(0);
         let room = CACHE_REFILL.min(CACHE_CAP - self.len);
+        if let Some(ext) = &self.core.external {
+            let mut hdrs = [NonNull::<u8>::dangling(); CACHE_REFILL];
+            let n = ext.alloc_bulk(&mut hdrs[..room]);
+            for h in &hdrs[..n] {
+                // SAFETY: the store hands out headers of our registered, initialised slots.
+                self.stack[self.len] = unsafe { (*h.as_ptr().cast::<MbufHdr>()).handle };
+                self.len += 1;
+            }
+            return;
+        }
+        let dummy = std::cell::Cell::new(0);
         // SAFETY: multi-consumer dequeue is safe concurrently.
         let n = unsafe {
             self.core
@@ -381,6 +532,18 @@ impl PoolCache {
     }
 
     fn spill(&mut self, keep: usize) {
+        if let Some(ext) = &self.core.external {
+            while self.len > keep {
+                let n = (self.len - keep).min(CACHE_REFILL);
+                let mut hdrs = [NonNull::<u8>::dangling(); CACHE_REFILL];
+                for (h, &handle) in hdrs.iter_mut().zip(&self.stack[self.len - n..self.len]) {
+                    *h = self.core.slot(handle & INDEX_MASK).cast();
+                }
+                ext.free_bulk(&hdrs[..n]);
+                self.len -= n;
+            }
+            return;
+        }
         let dummy = std::cell::Cell::new(0);
         while self.len > keep {
             // SAFETY: multi-producer enqueue is safe concurrently.
@@ -593,5 +756,67 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(pool.shared_free(), 4096);
+    }
+
+    /// A store over plain memory, standing in for a DPDK mempool.
+    struct TestStore(Mutex<Vec<usize>>);
+    // SAFETY: it hands out each address it holds once, and only the slots it was built with.
+    unsafe impl ExternalStore for TestStore {
+        fn alloc_bulk(&self, out: &mut [NonNull<u8>]) -> usize {
+            let mut v = self.0.lock().unwrap();
+            let n = out.len().min(v.len());
+            for o in out[..n].iter_mut() {
+                *o = NonNull::new(v.pop().unwrap() as *mut u8).unwrap();
+            }
+            n
+        }
+        fn free_bulk(&self, hdrs: &[NonNull<u8>]) {
+            self.0
+                .lock()
+                .unwrap()
+                .extend(hdrs.iter().map(|h| h.as_ptr() as usize));
+        }
+        fn available(&self) -> u32 {
+            self.0.lock().unwrap().len() as u32
+        }
+    }
+
+    #[test]
+    fn external_pool_refills_spills_and_resolves_handles() {
+        let stride = HDR_SIZE + 128 + 512;
+        let region = Region::new(stride * 3000, None, HugePolicy::Never).unwrap();
+        // Slots in reverse order, so the table (not a stride) must be what resolves handles.
+        let slots: Vec<NonNull<u8>> = (0..3000)
+            .rev()
+            // SAFETY: inside the region, which we leak below for the pool's lifetime.
+            .map(|i| NonNull::new(unsafe { region.as_ptr().add(i * stride) }).unwrap())
+            .collect();
+        let store = TestStore(Mutex::new(
+            slots.iter().map(|p| p.as_ptr() as usize).collect(),
+        ));
+        // SAFETY: every slot is 64-aligned (stride is a multiple of 64), valid while the region
+        // lives (leaked), and only the store hands them out.
+        let pool = unsafe { Pool::new_external("ext", &slots, 128, 512, Box::new(store)) }.unwrap();
+        std::mem::forget(region);
+        let mut c = pool.cache();
+        let mut b = Burst::new();
+        assert_eq!(c.alloc_burst(&mut b, 200), 200);
+        assert!(pool.shared_free() <= 2800);
+        for m in b.as_mut_slice() {
+            assert_eq!(m.headroom(), 128);
+            assert_eq!(m.tailroom(), 512);
+            m.set_len(64);
+        }
+        let m = b.pop().unwrap();
+        let h = m.into_handle();
+        // SAFETY: we just gave up this handle.
+        let m = unsafe { Mbuf::from_handle(h) };
+        assert_eq!(m.handle(), h);
+        assert_eq!(m.len(), 64);
+        drop(m); // slow path: straight back to the store
+        assert_eq!(pool.slow_frees(), 1);
+        c.free_burst(&mut b);
+        drop(c);
+        assert_eq!(pool.shared_free(), 3000, "every buffer back in the store");
     }
 }
