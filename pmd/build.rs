@@ -82,7 +82,7 @@ mod dpdk {
             .clang_args(cflags.iter().filter(|f| !f.starts_with("-march")))
             .allowlist_function("rte_eal_(init|cleanup)")
             .allowlist_function("rte_eth_(dev_count_avail|dev_configure|rx_queue_setup|tx_queue_setup|dev_start|dev_stop|dev_close|stats_get|dev_info_get|macaddr_get|dev_socket_id|promiscuous_enable|dev_get_name_by_port)")
-            .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free|rte_socket_id|rte_strerror|rte_thread_register")
+            .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free|rte_mempool_obj_iter|rte_mempool_avail_count|rte_socket_id|rte_strerror|rte_thread_register|rte_eth_dev_get_port_by_name")
             .allowlist_function("dp_.*")
             .allowlist_type("rte_mbuf|rte_eth_conf|rte_eth_stats|rte_eth_dev_info|rte_ether_addr")
             .derive_default(true)

@@ -169,11 +169,16 @@ impl Report {
         self.ports.iter().map(|(_, s)| s.tx_packets).sum()
     }
 
-    /// Packets the ports dropped on transmit.
+    /// Packets the ports dropped on transmit (every transmit-side reason).
     pub fn tx_port_drops(&self) -> u64 {
         self.ports
             .iter()
-            .map(|(_, s)| s.drops[PortDrop::TxError as usize])
+            .flat_map(|(_, s)| {
+                PortDrop::ALL
+                    .iter()
+                    .filter(|r| r.is_tx())
+                    .map(move |&r| s.drops[r as usize])
+            })
             .sum()
     }
 

@@ -5,8 +5,11 @@
 //! devices (`net_null`, `net_ring`, `net_pcap`, `net_memif`, `net_af_packet`, `net_tap`). The
 //! bindings come from bindgen over `wrapper.h`; the burst functions, which are `static inline`
 //! in DPDK's headers, go through a C shim of one-line wrappers (`shim.c`), called once per
-//! burst. The ethdev `Port` and its buffer model (packets staying in their `rte_mbuf`s through
-//! the chain) are not built yet; this module is the foundation they stand on.
+//! burst. [`port`] is the ethdev `Port`, with packets kept in their `rte_mbuf`s end to end.
+
+pub mod port;
+
+pub use port::{DpdkPool, DpdkPort};
 
 use std::ffi::{CStr, CString};
 use std::sync::Mutex;
@@ -40,6 +43,22 @@ pub enum DpdkError {
         /// DPDK's error text.
         why: String,
     },
+    /// A packet pool could not be made.
+    #[error("DPDK pool {name}: {why}")]
+    Pool {
+        /// Pool name.
+        name: String,
+        /// Why.
+        why: String,
+    },
+    /// A device could not be opened.
+    #[error("DPDK device {device}: {why}")]
+    Port {
+        /// The device.
+        device: String,
+        /// Why.
+        why: String,
+    },
     /// An argument contained a NUL byte.
     #[error("EAL argument {0:?} contains a NUL byte")]
     BadArg(String),
@@ -53,13 +72,25 @@ pub struct Eal {
 
 static EAL: Mutex<Option<Result<Vec<String>, DpdkError>>> = Mutex::new(None);
 
+/// DPDK's text for error number `e`.
+fn strerror(e: i32) -> String {
+    // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated string.
+    unsafe {
+        CStr::from_ptr(sys::rte_strerror(e))
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// DPDK's text for its current `rte_errno`.
 fn last_error() -> String {
     // SAFETY: dp_errno reads a thread-local int; rte_strerror returns a pointer to a static or
     // thread-local NUL-terminated string, valid until the next call on this thread.
     unsafe {
         let e = sys::dp_errno();
-        CStr::from_ptr(sys::rte_strerror(e)).to_string_lossy().into_owned()
+        CStr::from_ptr(sys::rte_strerror(e))
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -75,8 +106,10 @@ impl Eal {
         for a in args {
             owned.push(CString::new(*a).map_err(|_| DpdkError::BadArg(a.to_string()))?);
         }
-        let mut argv: Vec<*mut libc::c_char> =
-            owned.iter().map(|c| c.as_ptr() as *mut libc::c_char).collect();
+        let mut argv: Vec<*mut libc::c_char> = owned
+            .iter()
+            .map(|c| c.as_ptr() as *mut libc::c_char)
+            .collect();
         // SAFETY: argv holds `owned.len()` valid NUL-terminated strings that outlive the call
         // (`owned` is kept alive below: DPDK may keep pointers into argv).
         let r = unsafe { sys::rte_eal_init(argv.len() as i32, argv.as_mut_ptr()) };
@@ -107,6 +140,10 @@ impl Eal {
     /// The DPDK release running (`rte_version()`).
     pub fn version(&self) -> String {
         // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
-        unsafe { CStr::from_ptr(sys::dp_version()).to_string_lossy().into_owned() }
+        unsafe {
+            CStr::from_ptr(sys::dp_version())
+                .to_string_lossy()
+                .into_owned()
+        }
     }
 }

@@ -16,26 +16,44 @@ use crate::pool::PoolCache;
 pub mod null;
 pub mod pcap;
 
-/// Why a port dropped a packet.
+/// Why a port dropped a packet. Receive-side reasons count packets that never entered the
+/// dataplane; transmit-side reasons ([`PortDrop::is_tx`]) count packets the engine handed to the
+/// port, so they take part in the engine's balance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum PortDrop {
     /// The pool had no free buffer for a received packet.
     RxNoBuffer,
-    /// A received packet was longer than a buffer's data room.
+    /// A received packet was longer than a buffer's data room (or chained over several).
     RxOversize,
     /// The transmit side failed to write the packet.
     TxError,
+    /// The link (a memif peer) was down: the packet could not be sent.
+    TxLinkDown,
+    /// Packets still in a shared ring when the peer went away.
+    TxLostInRing,
+    /// The packet was longer than the peer's buffers.
+    TxOversize,
+    /// The peer wrote a descriptor outside its shared memory (a broken or hostile peer).
+    RxBadDescriptor,
+    /// The device dropped the packet before the dataplane polled it (its receive ring was
+    /// full: the NIC's `imissed`).
+    RxMissed,
 }
 
 impl PortDrop {
     /// Number of reasons.
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 8;
     /// All reasons, in counter order.
     pub const ALL: [PortDrop; Self::COUNT] = [
         PortDrop::RxNoBuffer,
         PortDrop::RxOversize,
         PortDrop::TxError,
+        PortDrop::TxLinkDown,
+        PortDrop::TxLostInRing,
+        PortDrop::TxOversize,
+        PortDrop::RxBadDescriptor,
+        PortDrop::RxMissed,
     ];
 
     /// Stable name for counters and logs.
@@ -44,7 +62,20 @@ impl PortDrop {
             PortDrop::RxNoBuffer => "rx_no_buffer",
             PortDrop::RxOversize => "rx_oversize",
             PortDrop::TxError => "tx_error",
+            PortDrop::TxLinkDown => "tx_link_down",
+            PortDrop::TxLostInRing => "tx_lost_in_ring",
+            PortDrop::TxOversize => "tx_oversize",
+            PortDrop::RxBadDescriptor => "rx_bad_descriptor",
+            PortDrop::RxMissed => "rx_missed",
         }
+    }
+
+    /// True for drops of packets the dataplane handed to the port for transmission.
+    pub fn is_tx(self) -> bool {
+        matches!(
+            self,
+            PortDrop::TxError | PortDrop::TxLinkDown | PortDrop::TxLostInRing | PortDrop::TxOversize
+        )
     }
 }
 

@@ -1,0 +1,400 @@
+//! DPDK ethdev as a [`Port`], with packets kept in their `rte_mbuf`s end to end.
+//!
+//! The trick is the buffer layout. A DPDK packet pool is created with a 128-byte private area
+//! per mbuf, and that area *is* our buffer header: `[rte_mbuf 128][our header 128][headroom
+//! 128][data]`. DPDK's `buf_addr` then points exactly where our data room starts and its
+//! `data_off` means what ours means, so a received `rte_mbuf` becomes an [`Mbuf`] by pointer
+//! arithmetic and two 16-bit copies, and goes back to DPDK for transmission the same way. The
+//! pool ([`DpdkPool`]) is an external pool of ours whose store is the DPDK mempool: stages that
+//! allocate (an ICMP error) take DPDK buffers too, and every buffer returns to the mempool.
+//! A packet from another pool (a pcap port's) is copied into an `rte_mbuf` on the way out.
+
+use std::ffi::CString;
+use std::ptr::{null_mut, NonNull};
+
+use super::{sys, DpdkError, Eal};
+use crate::mbuf::{Burst, Mbuf, MbufHdr, BURST_MAX, HDR_SIZE, INDEX_BITS, NO_EGRESS};
+use crate::pool::{ExternalStore, Pool, PoolCache};
+use crate::port::{Port, PortDrop, PortError, PortStats};
+
+/// The DPDK mempool as our pool's store.
+struct MempoolStore {
+    mp: *mut sys::rte_mempool,
+}
+
+// SAFETY: DPDK mempools are multi-producer/multi-consumer (the default ring ops); threads that
+// are not EAL lcores bypass the per-lcore caches and use the ring directly.
+unsafe impl Send for MempoolStore {}
+// SAFETY: as above.
+unsafe impl Sync for MempoolStore {}
+
+// SAFETY: alloc_bulk hands out only mbufs of this mempool (whose private areas are exactly the
+// slots the pool was created with), each once until freed; DPDK's mempool guarantees that.
+unsafe impl ExternalStore for MempoolStore {
+    fn alloc_bulk(&self, out: &mut [NonNull<u8>]) -> usize {
+        let mut ms = [null_mut::<sys::rte_mbuf>(); 512];
+        let mut n = out.len().min(ms.len());
+        // DPDK's bulk get is all or nothing: halve until it succeeds.
+        while n > 0 {
+            // SAFETY: `ms` has room for n pointers; the mempool lives for the process.
+            if unsafe { sys::dp_pktmbuf_alloc_bulk(self.mp, ms.as_mut_ptr(), n as u32) } == 0 {
+                break;
+            }
+            n /= 2;
+        }
+        for (o, m) in out.iter_mut().zip(&ms[..n]) {
+            // SAFETY: a pktmbuf pool object is followed by its private area (our header).
+            *o = NonNull::new(unsafe { m.cast::<u8>().add(HDR_SIZE) }).expect("mbuf non-null");
+        }
+        n
+    }
+
+    fn free_bulk(&self, hdrs: &[NonNull<u8>]) {
+        let mut ms = [null_mut::<sys::rte_mbuf>(); 512];
+        for chunk in hdrs.chunks(ms.len()) {
+            for (m, h) in ms.iter_mut().zip(chunk) {
+                // SAFETY: each header sits right after its rte_mbuf (see `alloc_bulk`).
+                *m = unsafe { h.as_ptr().sub(HDR_SIZE) }.cast();
+            }
+            // SAFETY: these mbufs came from this mempool and are owned by the caller.
+            unsafe { sys::dp_pktmbuf_free_bulk(ms.as_mut_ptr(), chunk.len() as u32) };
+        }
+    }
+
+    fn available(&self) -> u32 {
+        // SAFETY: the mempool lives for the process.
+        unsafe { sys::rte_mempool_avail_count(self.mp) }
+    }
+}
+
+/// A pool whose buffers are a DPDK mempool's mbufs.
+#[derive(Debug, Clone)]
+pub struct DpdkPool {
+    pool: Pool,
+    mp: usize,
+}
+
+unsafe extern "C" fn collect_obj(
+    _mp: *mut sys::rte_mempool,
+    opaque: *mut libc::c_void,
+    obj: *mut libc::c_void,
+    _idx: u32,
+) {
+    // SAFETY: `opaque` is the `Vec<usize>` passed by `DpdkPool::new`, alive during the iteration.
+    let v = unsafe { &mut *opaque.cast::<Vec<usize>>() };
+    v.push(obj as usize);
+}
+
+impl DpdkPool {
+    /// Creates a mempool of `count` mbufs with `data_room` bytes after DPDK's 128-byte headroom,
+    /// on NUMA `socket` (`None`: the caller's), and our pool over it.
+    pub fn new(
+        _eal: &Eal,
+        name: &str,
+        count: u32,
+        data_room: u16,
+        socket: Option<u32>,
+    ) -> Result<DpdkPool, DpdkError> {
+        let fail = |why: String| DpdkError::Pool {
+            name: name.to_string(),
+            why,
+        };
+        if std::mem::size_of::<sys::rte_mbuf>() != HDR_SIZE {
+            return Err(fail(format!(
+                "rte_mbuf is {} bytes; the zero-copy layout needs {HDR_SIZE}",
+                std::mem::size_of::<sys::rte_mbuf>()
+            )));
+        }
+        let cname = CString::new(name).map_err(|_| fail("name has a NUL byte".into()))?;
+        let headroom = 128u16;
+        // SAFETY: the EAL is up (we hold `Eal`); arguments are plain values and a C string.
+        let mp = unsafe {
+            let sock = socket.map_or(sys::rte_socket_id() as i32, |s| s as i32);
+            sys::rte_pktmbuf_pool_create(
+                cname.as_ptr(),
+                count,
+                256,
+                HDR_SIZE as u16,
+                headroom + data_room,
+                sock,
+            )
+        };
+        if mp.is_null() {
+            return Err(fail(super::last_error()));
+        }
+        let mut objs: Vec<usize> = Vec::with_capacity(count as usize);
+        // SAFETY: the callback only pushes into `objs`, which outlives the call.
+        unsafe {
+            sys::rte_mempool_obj_iter(mp, Some(collect_obj), (&mut objs as *mut Vec<usize>).cast())
+        };
+        let slots: Vec<NonNull<u8>> = objs
+            .iter()
+            // SAFETY: each object is an rte_mbuf followed by its 128-byte private area.
+            .map(|&o| NonNull::new(unsafe { (o as *mut u8).add(HDR_SIZE) }).expect("non-null"))
+            .collect();
+        // SAFETY: every slot is a private area of HDR_SIZE followed by the mbuf's buffer of
+        // headroom + data_room bytes, 64-aligned (mbufs are cache-line aligned and 128 bytes),
+        // valid for the process (the mempool is never freed), handed out only by the store.
+        let pool = unsafe {
+            Pool::new_external(
+                name,
+                &slots,
+                headroom,
+                data_room,
+                Box::new(MempoolStore { mp }),
+            )
+        }
+        .map_err(|e| fail(e.to_string()))?;
+        Ok(DpdkPool {
+            pool,
+            mp: mp as usize,
+        })
+    }
+
+    /// Our pool over the mempool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn mp(&self) -> *mut sys::rte_mempool {
+        self.mp as *mut sys::rte_mempool
+    }
+}
+
+/// An ethdev port (one queue pair used so far).
+pub struct DpdkPort {
+    name: String,
+    id: u16,
+    port_id: u16,
+    pool_id: u32,
+    mp: usize,
+    stats: PortStats,
+    mac: [u8; 6],
+}
+
+impl DpdkPort {
+    /// Opens DPDK device `device` (an ethdev name: `net_null0`, a PCI address, ...) as our
+    /// port `id` named `name`, with `rx_desc`/`tx_desc` descriptors, receiving into `pool`.
+    pub fn open(
+        _eal: &Eal,
+        name: &str,
+        id: u16,
+        device: &str,
+        pool: &DpdkPool,
+        rx_desc: u16,
+        tx_desc: u16,
+    ) -> Result<DpdkPort, DpdkError> {
+        let fail = |why: String| DpdkError::Port {
+            device: device.to_string(),
+            why,
+        };
+        let cdev = CString::new(device).map_err(|_| fail("name has a NUL byte".into()))?;
+        let mut port_id = 0u16;
+        // SAFETY: EAL is up; the C string and out-pointer are valid for the call.
+        if unsafe { sys::rte_eth_dev_get_port_by_name(cdev.as_ptr(), &mut port_id) } != 0 {
+            return Err(fail(
+                "no such ethdev (give it with --vdev, or bind the NIC to a DPDK driver)".into(),
+            ));
+        }
+        let check = |what: &str, r: i32| -> Result<(), DpdkError> {
+            if r < 0 {
+                Err(fail(format!("{what}: {}", super::strerror(-r))))
+            } else {
+                Ok(())
+            }
+        };
+        let mut mac = sys::rte_ether_addr::default();
+        // SAFETY: port_id exists; every pointer is valid for the call; the mempool lives for
+        // the process.
+        unsafe {
+            let conf = sys::rte_eth_conf::default();
+            check(
+                "configure",
+                sys::rte_eth_dev_configure(port_id, 1, 1, &conf),
+            )?;
+            let sock = sys::rte_eth_dev_socket_id(port_id).max(0) as u32;
+            check(
+                "rx queue",
+                sys::rte_eth_rx_queue_setup(port_id, 0, rx_desc, sock, std::ptr::null(), pool.mp()),
+            )?;
+            check(
+                "tx queue",
+                sys::rte_eth_tx_queue_setup(port_id, 0, tx_desc, sock, std::ptr::null()),
+            )?;
+            check("start", sys::rte_eth_dev_start(port_id))?;
+            let _ = sys::rte_eth_promiscuous_enable(port_id);
+            let _ = sys::rte_eth_macaddr_get(port_id, &mut mac);
+        }
+        Ok(DpdkPort {
+            name: name.to_string(),
+            id,
+            port_id,
+            pool_id: pool.pool().id(),
+            mp: pool.mp,
+            stats: PortStats::default(),
+            mac: mac.addr_bytes,
+        })
+    }
+
+    /// The device's own counters (`rte_eth_stats_get`).
+    pub fn ethdev_stats(&self) -> sys::rte_eth_stats {
+        let mut st = sys::rte_eth_stats::default();
+        // SAFETY: the port exists; `st` is a valid out-pointer.
+        unsafe { sys::rte_eth_stats_get(self.port_id, &mut st) };
+        st
+    }
+}
+
+impl Drop for DpdkPort {
+    fn drop(&mut self) {
+        // SAFETY: the port was started by `open`; stopping and closing it once is allowed.
+        unsafe {
+            sys::rte_eth_dev_stop(self.port_id);
+            sys::rte_eth_dev_close(self.port_id);
+        }
+    }
+}
+
+impl Port for DpdkPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    #[inline]
+    fn rx_burst(
+        &mut self,
+        queue: u16,
+        _pool: &mut PoolCache,
+        burst: &mut Burst,
+        max: usize,
+    ) -> Result<usize, PortError> {
+        let want = max.min(burst.room()).min(BURST_MAX);
+        let mut ms = [null_mut::<sys::rte_mbuf>(); BURST_MAX];
+        // SAFETY: `ms` has room for `want` pointers; the port and queue exist.
+        let n = unsafe { sys::dp_rx_burst(self.port_id, queue, ms.as_mut_ptr(), want as u16) };
+        let mut got = 0;
+        for &m in &ms[..n as usize] {
+            // SAFETY: DPDK hands us ownership of `m`, an mbuf of one of its pools.
+            unsafe {
+                if (*m).nb_segs != 1 || (*m).pool as usize != self.mp {
+                    // A chained (multi-segment) frame, or one from a pool we did not give
+                    // the device: it does not fit one of our buffers.
+                    self.stats.drop_one(PortDrop::RxOversize);
+                    let mut one = m;
+                    sys::dp_pktmbuf_free_bulk(&mut one, 1);
+                    continue;
+                }
+                let h = m.cast::<u8>().add(HDR_SIZE).cast::<MbufHdr>();
+                (*h).data_off = (*m).data_off;
+                (*h).data_len = (*m).data_len;
+                (*h).port = self.id;
+                (*h).queue = queue;
+                (*h).flags = 0;
+                (*h).egress = NO_EGRESS;
+                (*h).snap_cut = 0;
+                (*h).seq = 0;
+                (*h).timestamp = 0;
+                self.stats.rx_bytes += (*m).data_len as u64;
+                let _ = burst.push(Mbuf::from_raw(NonNull::new_unchecked(h)));
+            }
+            got += 1;
+        }
+        self.stats.rx_packets += got as u64;
+        Ok(got)
+    }
+
+    #[inline]
+    fn tx_burst(
+        &mut self,
+        queue: u16,
+        cache: &mut PoolCache,
+        burst: &mut Burst,
+    ) -> Result<usize, PortError> {
+        let n = burst.len().min(BURST_MAX);
+        let mut ms = [null_mut::<sys::rte_mbuf>(); BURST_MAX];
+        let mut copied = [false; BURST_MAX];
+        let mut k = 0;
+        let mut bytes = 0u64;
+        for m in &burst.as_slice()[..n] {
+            let len = m.len();
+            if m.handle() >> INDEX_BITS == self.pool_id {
+                // SAFETY: our buffer of the DPDK pool: its rte_mbuf sits right before it.
+                unsafe {
+                    let r = m.as_ptr().cast_mut().sub(HDR_SIZE).cast::<sys::rte_mbuf>();
+                    (*r).data_off = m.headroom() as u16;
+                    (*r).data_len = len as u16;
+                    (*r).pkt_len = len as u32;
+                    (*r).port = self.port_id;
+                    (*r).ol_flags = 0;
+                    ms[k] = r;
+                }
+            } else {
+                // Another pool's buffer: copy it into an mbuf of ours.
+                let mut r = null_mut::<sys::rte_mbuf>();
+                // SAFETY: one out-pointer; the mempool lives for the process.
+                if unsafe { sys::dp_pktmbuf_alloc_bulk(self.mp as *mut _, &mut r, 1) } != 0 {
+                    break;
+                }
+                // SAFETY: a fresh pktmbuf: `buf_addr + data_off` has `len` bytes of room
+                // (data room >= any of our packets, checked by the configuration).
+                unsafe {
+                    let room = ((*r).buf_len - (*r).data_off) as usize;
+                    if len > room {
+                        sys::dp_pktmbuf_free_bulk(&mut r, 1);
+                        break;
+                    }
+                    let dst = (*r).buf_addr.cast::<u8>().add((*r).data_off as usize);
+                    std::ptr::copy_nonoverlapping(m.data().as_ptr(), dst, len);
+                    (*r).data_len = len as u16;
+                    (*r).pkt_len = len as u32;
+                }
+                ms[k] = r;
+                copied[k] = true;
+            }
+            bytes += len as u64;
+            k += 1;
+        }
+        // SAFETY: `ms[..k]` are valid mbufs we own; the device takes ownership of those sent.
+        let sent =
+            unsafe { sys::dp_tx_burst(self.port_id, queue, ms.as_mut_ptr(), k as u16) } as usize;
+        for i in sent..k {
+            if copied[i] {
+                // SAFETY: our unsent copy, still owned by us.
+                unsafe { sys::dp_pktmbuf_free_bulk(&mut ms[i], 1) };
+            }
+        }
+        if sent < k {
+            bytes = burst.as_slice()[..sent]
+                .iter()
+                .map(|m| m.len() as u64)
+                .sum();
+        }
+        burst.retain_owned(|i, m| {
+            if i >= sent {
+                return Some(m);
+            }
+            if copied[i] {
+                cache.free(m);
+            } else {
+                // The device owns the mbuf now and frees it to the mempool when sent.
+                let _ = m.into_handle();
+            }
+            None
+        });
+        self.stats.tx_packets += sent as u64;
+        self.stats.tx_bytes += bytes;
+        Ok(sent)
+    }
+
+    fn stats(&self) -> PortStats {
+        let mut s = self.stats;
+        let e = self.ethdev_stats();
+        s.drops[PortDrop::RxNoBuffer as usize] += e.rx_nombuf;
+        s.drops[PortDrop::RxMissed as usize] += e.imissed;
+        s
+    }
+}
