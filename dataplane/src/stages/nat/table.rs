@@ -1,0 +1,581 @@
+//! The per-worker session table: fixed capacity, open addressing, a timer wheel, no allocation
+//! after start-up.
+//!
+//! A NAT44 holds millions of mappings per core and looks one up for every packet, so the table
+//! is laid out for one or two cache misses and never grows:
+//!
+//! * [`Session`] entries live in one array reserved at start-up (`capacity` entries); free
+//!   entries are recycled through a free list reserved at the same time.
+//! * Two open-addressing indexes of `u32` entry numbers (linear probing, load at most 1/2,
+//!   backward-shift deletion, so no tombstones ever accumulate) find an entry by its inside
+//!   key `(proto, inside address, inside port)` and by its outside key `(proto, outside
+//!   address, outside port)`. The index stores only the entry number; the key is compared
+//!   against the entry itself, which the packet path reads anyway.
+//! * A timer wheel of one-second buckets, 8192 of them (2 h 16 min, longer than the longest
+//!   default timeout), links entries through their `prev`/`next` fields. A refresh only moves
+//!   the deadline; an entry found in its bucket before its deadline is put back where the
+//!   deadline falls (the lazy scheme VPP uses), so a busy flow costs no list work. Shortening
+//!   a deadline (RST, both FINs) moves the entry at once.
+//!
+//! Memory per session: 40 bytes of entry, 2 indexes × 2 slots × 4 bytes and 4 bytes of free
+//! list = 60 bytes, plus 28 bytes per subscriber (see [`Subscribers`]). A 1M-session table is
+//! about 60 MiB per worker.
+
+/// No entry.
+pub const NIL: u32 = u32::MAX;
+/// Bytes of memory per session (entry plus index slots), as stated in the module doc.
+pub const BYTES_PER_SESSION: usize = 60;
+/// Buckets in the timer wheel (seconds).
+pub const WHEEL: u32 = 8192;
+
+/// The 56-bit key of a mapping endpoint: protocol, IPv4 address, port (or ICMP identifier).
+#[inline(always)]
+pub fn key(proto: u8, addr: u32, port: u16) -> u64 {
+    (u64::from(proto) << 48) | (u64::from(addr) << 16) | u64::from(port)
+}
+
+#[inline(always)]
+fn mix(k: u64, seed: u64) -> u64 {
+    let h = (k ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 29)
+}
+
+/// One mapping (endpoint-independent: one per inside endpoint and protocol).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Session {
+    /// Inside address.
+    pub in_addr: u32,
+    /// Outside (pool) address.
+    pub ext_addr: u32,
+    /// The two most recent remote addresses (address-dependent filtering).
+    pub peers: [u32; 2],
+    /// Inside port or ICMP identifier.
+    pub in_port: u16,
+    /// Outside port or ICMP identifier.
+    pub ext_port: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// TCP state bits (`tcp::*`) and [`STATIC`].
+    pub state: u8,
+    /// Inside port (interface) the mapping's host sits behind.
+    pub in_if: u16,
+    /// Expiry, in seconds of the worker clock.
+    pub deadline: u32,
+    /// The wheel slot (second) the entry is linked at.
+    pub sched: u32,
+    /// Wheel list links.
+    pub prev: u32,
+    /// Wheel list links.
+    pub next: u32,
+}
+
+/// `Session::state` bit: created from a static mapping (its port is not from the pool).
+pub const STATIC: u8 = 0x80;
+
+impl Session {
+    /// The inside key.
+    #[inline(always)]
+    pub fn in_key(&self) -> u64 {
+        key(self.proto, self.in_addr, self.in_port)
+    }
+    /// The outside key.
+    #[inline(always)]
+    pub fn ext_key(&self) -> u64 {
+        key(self.proto, self.ext_addr, self.ext_port)
+    }
+}
+
+/// An open-addressing index of entry numbers (0 = empty, else number + 1).
+#[derive(Debug)]
+pub struct Index {
+    slots: Vec<u32>,
+    mask: usize,
+    seed: u64,
+}
+
+impl Index {
+    /// An index for up to `capacity` entries (at most half full).
+    pub fn new(capacity: usize, seed: u64) -> Index {
+        let n = (capacity.max(8) * 2).next_power_of_two();
+        Index {
+            slots: vec![0; n],
+            mask: n - 1,
+            seed,
+        }
+    }
+
+    #[inline(always)]
+    fn home(&self, k: u64) -> usize {
+        mix(k, self.seed) as usize & self.mask
+    }
+
+    /// The entry with key `k` (`key_of` gives an entry's key).
+    #[inline]
+    pub fn find(&self, k: u64, key_of: impl Fn(u32) -> u64) -> Option<u32> {
+        let mut i = self.home(k);
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return None;
+            }
+            if key_of(s - 1) == k {
+                return Some(s - 1);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Adds entry `id` under `k` (not present; the caller keeps the load at most 1/2).
+    #[inline]
+    pub fn insert(&mut self, k: u64, id: u32) {
+        let mut i = self.home(k);
+        while self.slots[i] != 0 {
+            i = (i + 1) & self.mask;
+        }
+        self.slots[i] = id + 1;
+    }
+
+    /// Removes entry `id` (stored under `k`), shifting later entries of its probe run back.
+    pub fn remove(&mut self, k: u64, id: u32, key_of: impl Fn(u32) -> u64) {
+        let mut i = self.home(k);
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return;
+            }
+            if s == id + 1 {
+                break;
+            }
+            i = (i + 1) & self.mask;
+        }
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let s = self.slots[j];
+            if s == 0 {
+                break;
+            }
+            let home = self.home(key_of(s - 1));
+            // Move `s` into the hole unless its home lies cyclically in (i, j].
+            let dist_home = j.wrapping_sub(home) & self.mask;
+            let dist_hole = j.wrapping_sub(i) & self.mask;
+            if dist_home >= dist_hole {
+                self.slots[i] = s;
+                i = j;
+            }
+        }
+        self.slots[i] = 0;
+    }
+}
+
+/// Sessions: entries, both indexes and the wheel.
+#[derive(Debug)]
+pub struct Table {
+    /// The entries (indexed by entry number).
+    pub s: Vec<Session>,
+    free: Vec<u32>,
+    cap: usize,
+    by_in: Index,
+    by_ext: Index,
+    heads: Vec<u32>,
+    /// Next wheel second to process.
+    cur: u32,
+    started: bool,
+}
+
+impl Table {
+    /// A table of `capacity` sessions.
+    pub fn new(capacity: usize, seed: u64) -> Table {
+        Table {
+            s: Vec::with_capacity(capacity),
+            free: Vec::with_capacity(capacity),
+            cap: capacity,
+            by_in: Index::new(capacity, seed),
+            by_ext: Index::new(capacity, seed.rotate_left(17) ^ 0x5bd1_e995),
+            heads: vec![NIL; WHEEL as usize],
+            cur: 0,
+            started: false,
+        }
+    }
+
+    /// Sessions in use.
+    pub fn len(&self) -> usize {
+        self.s.len() - self.free.len()
+    }
+
+    /// True when no session is in use.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when no session can be added.
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.cap
+    }
+
+    /// The session with inside key `k`.
+    #[inline]
+    pub fn find_in(&self, k: u64) -> Option<u32> {
+        let s = &self.s;
+        self.by_in.find(k, |i| s[i as usize].in_key())
+    }
+
+    /// The session with outside key `k`.
+    #[inline]
+    pub fn find_ext(&self, k: u64) -> Option<u32> {
+        let s = &self.s;
+        self.by_ext.find(k, |i| s[i as usize].ext_key())
+    }
+
+    /// Adds a session (the caller checked [`Self::is_full`] and that both keys are free).
+    pub fn add(&mut self, mut e: Session, now: u32) -> u32 {
+        self.start(now);
+        e.prev = NIL;
+        e.next = NIL;
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.s[id as usize] = e;
+                id
+            }
+            None => {
+                self.s.push(e);
+                (self.s.len() - 1) as u32
+            }
+        };
+        self.by_in.insert(e.in_key(), id);
+        self.by_ext.insert(e.ext_key(), id);
+        self.link(id);
+        id
+    }
+
+    /// Sets a session's deadline; moves it on the wheel only if the deadline came earlier.
+    #[inline]
+    pub fn set_deadline(&mut self, id: u32, deadline: u32) {
+        let e = &mut self.s[id as usize];
+        let old = e.sched;
+        e.deadline = deadline;
+        if deadline < old {
+            self.unlink(id);
+            self.link(id);
+        }
+    }
+
+    /// Moves an empty wheel to `now` (so the first sessions after a clock jump are linked at
+    /// the right slot); a wheel with sessions is advanced only by [`Self::expired`].
+    #[inline]
+    pub fn sync_empty(&mut self, now: u32) {
+        if self.is_empty() {
+            self.started = true;
+            self.cur = now;
+        }
+    }
+
+    fn start(&mut self, now: u32) {
+        if !self.started {
+            self.started = true;
+            self.cur = now;
+        }
+    }
+
+    fn link(&mut self, id: u32) {
+        let cur = self.cur;
+        let e = &mut self.s[id as usize];
+        let slot = e.deadline.clamp(cur, cur.saturating_add(WHEEL - 1));
+        e.sched = slot;
+        let b = (slot % WHEEL) as usize;
+        let head = self.heads[b];
+        e.prev = NIL;
+        e.next = head;
+        if head != NIL {
+            self.s[head as usize].prev = id;
+        }
+        self.heads[b] = id;
+    }
+
+    fn unlink(&mut self, id: u32) {
+        let e = self.s[id as usize];
+        if e.prev != NIL {
+            self.s[e.prev as usize].next = e.next;
+        } else {
+            let b = (e.sched % WHEEL) as usize;
+            if self.heads[b] == id {
+                self.heads[b] = e.next;
+            }
+        }
+        if e.next != NIL {
+            self.s[e.next as usize].prev = e.prev;
+        }
+    }
+
+    /// Removes a session.
+    pub fn remove(&mut self, id: u32) {
+        self.unlink(id);
+        let e = self.s[id as usize];
+        let s = &self.s;
+        self.by_in
+            .remove(e.in_key(), id, |i| s[i as usize].in_key());
+        self.by_ext
+            .remove(e.ext_key(), id, |i| s[i as usize].ext_key());
+        self.free.push(id);
+    }
+
+    /// Advances the wheel towards `now`, moving up to `out.len()` sessions whose deadline has
+    /// passed into `out` (unlinked from the wheel; the caller ends each with [`Self::remove`])
+    /// and re-linking those found early. Returns how many; call again while it fills `out`.
+    pub fn expired(&mut self, now: u32, out: &mut [u32]) -> usize {
+        self.start(now);
+        let mut n = 0;
+        if now < self.cur {
+            return 0;
+        }
+        if now - self.cur >= WHEEL {
+            self.cur = now - WHEEL + 1;
+        }
+        while self.cur <= now {
+            let b = (self.cur % WHEEL) as usize;
+            loop {
+                let id = self.heads[b];
+                if id == NIL {
+                    break;
+                }
+                if self.s[id as usize].deadline <= now && n == out.len() {
+                    return n;
+                }
+                let next = self.s[id as usize].next;
+                self.heads[b] = next;
+                if next != NIL {
+                    self.s[next as usize].prev = NIL;
+                }
+                let e = &mut self.s[id as usize];
+                e.prev = NIL;
+                e.next = NIL;
+                if e.deadline <= now {
+                    // Detached: `remove`'s unlink finds it in no list and leaves the lists alone.
+                    e.sched = self.cur.wrapping_add(1);
+                    out[n] = id;
+                    n += 1;
+                } else {
+                    self.link(id);
+                }
+            }
+            self.cur += 1;
+        }
+        n
+    }
+}
+
+/// Subscribers (inside addresses with at least one mapping): their paired outside address
+/// and how many ports they hold (RFC 6888 per-subscriber limit). 16 bytes each, plus 8 of index
+/// and 4 of free list.
+#[derive(Debug)]
+pub struct Subscribers {
+    /// Entries: (inside address, pool address index, ports held, unused).
+    pub e: Vec<[u32; 4]>,
+    free: Vec<u32>,
+    idx: Index,
+}
+
+impl Subscribers {
+    /// Room for `capacity` subscribers.
+    pub fn new(capacity: usize, seed: u64) -> Subscribers {
+        Subscribers {
+            e: Vec::with_capacity(capacity),
+            free: Vec::with_capacity(capacity),
+            idx: Index::new(capacity, seed ^ 0x27d4_eb2f_1656_67c5),
+        }
+    }
+
+    /// The subscriber entry of `addr`.
+    #[inline]
+    pub fn find(&self, addr: u32) -> Option<u32> {
+        let e = &self.e;
+        self.idx
+            .find(u64::from(addr), |i| u64::from(e[i as usize][0]))
+    }
+
+    /// Adds a subscriber (the caller keeps the count within capacity).
+    pub fn add(&mut self, addr: u32, pool_idx: u32) -> u32 {
+        let v = [addr, pool_idx, 0, 0];
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.e[id as usize] = v;
+                id
+            }
+            None => {
+                self.e.push(v);
+                (self.e.len() - 1) as u32
+            }
+        };
+        self.idx.insert(u64::from(addr), id);
+        id
+    }
+
+    /// Removes a subscriber.
+    pub fn remove(&mut self, id: u32) {
+        let addr = self.e[id as usize][0];
+        let e = &self.e;
+        self.idx
+            .remove(u64::from(addr), id, |i| u64::from(e[i as usize][0]));
+        self.free.push(id);
+    }
+
+    /// Subscribers present.
+    pub fn len(&self) -> usize {
+        self.e.len() - self.free.len()
+    }
+
+    /// True when none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn sess(i: u32) -> Session {
+        Session {
+            in_addr: 0x0a00_0000 | (i >> 8),
+            in_port: (i & 0xff) as u16 + 1000,
+            ext_addr: 0xc633_6401,
+            ext_port: i as u16,
+            proto: 17,
+            deadline: 100 + i % 50,
+            ..Session::default()
+        }
+    }
+
+    #[test]
+    fn a_million_sessions_fill_find_and_expire() {
+        let cap = 1usize << 20;
+        let mut t = Table::new(cap, 3);
+        let s = |i: u32| Session {
+            in_addr: 0x0a00_0000 + (i >> 6),
+            in_port: 1024 + (i & 63) as u16,
+            ext_addr: 0xc633_6400 + (i >> 16),
+            ext_port: i as u16,
+            proto: 6,
+            deadline: 100 + i % 7000,
+            ..Session::default()
+        };
+        for i in 0..cap as u32 {
+            t.add(s(i), 0);
+        }
+        assert!(t.is_full());
+        for i in (0..cap as u32).step_by(7) {
+            let id = t.find_in(s(i).in_key()).unwrap();
+            assert_eq!(t.find_ext(s(i).ext_key()), Some(id));
+        }
+        let mut out = vec![0u32; 4096];
+        let mut gone = 0;
+        loop {
+            let n = t.expired(8000, &mut out);
+            for &id in &out[..n] {
+                t.remove(id);
+            }
+            gone += n;
+            if n < out.len() {
+                break;
+            }
+        }
+        assert_eq!(gone, cap);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn session_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<Session>(), 40);
+    }
+
+    #[test]
+    fn index_matches_a_hashmap_under_churn() {
+        let mut t = Table::new(4096, 7);
+        let mut model: HashMap<u64, u32> = HashMap::new();
+        let mut x = 12345u64;
+        for round in 0..40_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % 6000) as u32;
+            let s = sess(i);
+            match t.find_in(s.in_key()) {
+                Some(id) => {
+                    assert_eq!(model.get(&s.in_key()), Some(&id));
+                    assert_eq!(t.find_ext(s.ext_key()), Some(id));
+                    if round % 3 == 0 {
+                        t.remove(id);
+                        model.remove(&s.in_key());
+                    }
+                }
+                None => {
+                    assert!(!model.contains_key(&s.in_key()));
+                    if !t.is_full() {
+                        let id = t.add(s, 0);
+                        model.insert(s.in_key(), id);
+                    }
+                }
+            }
+            assert_eq!(t.len(), model.len());
+        }
+        for (k, id) in &model {
+            assert_eq!(t.find_in(*k), Some(*id));
+        }
+    }
+
+    #[test]
+    fn wheel_expires_at_deadline_and_honours_refresh_and_shortening() {
+        let mut t = Table::new(16, 1);
+        let a = t.add(
+            Session {
+                deadline: 10,
+                ..sess(1)
+            },
+            0,
+        );
+        let b = t.add(
+            Session {
+                deadline: 20_000,
+                ..sess(2)
+            },
+            0,
+        );
+        let c = t.add(
+            Session {
+                deadline: 300,
+                ..sess(3)
+            },
+            0,
+        );
+        let mut gone = Vec::new();
+        let run = |t: &mut Table, now: u32, gone: &mut Vec<u32>| {
+            let mut out = [0u32; 1];
+            loop {
+                let n = t.expired(now, &mut out);
+                for &id in &out[..n] {
+                    gone.push(id);
+                    t.remove(id);
+                }
+                if n < out.len() {
+                    break;
+                }
+            }
+        };
+        run(&mut t, 9, &mut gone);
+        assert!(gone.is_empty());
+        t.set_deadline(a, 50); // refresh: later
+        run(&mut t, 10, &mut gone);
+        assert!(gone.is_empty());
+        t.set_deadline(c, 40); // shortened
+        run(&mut t, 45, &mut gone);
+        assert_eq!(gone, vec![c]);
+        run(&mut t, 50, &mut gone);
+        assert_eq!(gone, vec![c, a]);
+        run(&mut t, 19_999, &mut gone);
+        assert_eq!(gone.len(), 2);
+        run(&mut t, 20_000, &mut gone);
+        assert_eq!(gone, vec![c, a, b]);
+        assert!(t.is_empty());
+    }
+}
