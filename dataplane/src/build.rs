@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use pmd::mem::{numa_node_of_cpu, HugePolicy};
+use pmd::port::afpacket::{AfPacketConfig, AfPacketPort};
+use pmd::port::memif::{MemifConfig, MemifPort};
 use pmd::port::null::NullPort;
 use pmd::port::pcap::PcapPort;
 use pmd::port::Port;
@@ -89,7 +91,7 @@ fn replay_paths(cfg: &Config, files: &ReplayFiles) -> Result<Vec<PortFiles>, Bui
         .iter()
         .map(|p| match &p.kind {
             PortKind::Pcap { input, output } => (input.clone(), output.clone()),
-            PortKind::Null { .. } => (None, None),
+            _ => (None, None),
         })
         .collect();
     for (args, order, is_in) in [
@@ -150,7 +152,7 @@ pub fn open_ports(
             .iter()
             .map(|p| match &p.kind {
                 PortKind::Pcap { input, output } => (input.clone(), output.clone()),
-                PortKind::Null { .. } => (None, None),
+                _ => (None, None),
             })
             .collect(),
     };
@@ -176,6 +178,45 @@ pub fn open_ports(
                     *packet_len,
                     *limit,
                 )));
+            }
+            PortKind::Memif {
+                role,
+                socket,
+                id,
+                ring_size,
+                buffer_size,
+            } => {
+                let port = MemifPort::open(
+                    &p.name,
+                    i as u16,
+                    MemifConfig {
+                        socket: socket.clone(),
+                        role: *role,
+                        id: *id,
+                        log2_ring_size: ring_size.trailing_zeros() as u8,
+                        buffer_size: *buffer_size,
+                    },
+                )
+                .map_err(|e| BuildError(format!("port {}: {e}", p.name)))?;
+                ports.push(Box::new(port));
+            }
+            PortKind::AfPacket {
+                interface,
+                fanout,
+                queues,
+            } => {
+                let port = AfPacketPort::open(
+                    &p.name,
+                    i as u16,
+                    AfPacketConfig {
+                        interface: interface.clone(),
+                        fanout: *fanout,
+                        queues: *queues,
+                        ..AfPacketConfig::default()
+                    },
+                )
+                .map_err(|e| BuildError(format!("port {}: {e}", p.name)))?;
+                ports.push(Box::new(port));
             }
         }
     }
@@ -292,6 +333,27 @@ pub fn describe(cfg: &Config) -> String {
             PortKind::Null { packet_len, limit } => format!(
                 "null {packet_len} B{}",
                 limit.map_or(String::new(), |l| format!(", {l} packets"))
+            ),
+            PortKind::Memif {
+                role,
+                socket,
+                id,
+                ring_size,
+                buffer_size,
+            } => format!(
+                "memif {} socket {socket} id {id}, rings of {ring_size} x {buffer_size} B",
+                match role {
+                    pmd::port::memif::Role::Server => "server",
+                    pmd::port::memif::Role::Client => "client",
+                }
+            ),
+            PortKind::AfPacket {
+                interface,
+                fanout,
+                queues,
+            } => format!(
+                "af-packet {interface}, {queues} queue(s){}",
+                fanout.map_or(String::new(), |f| format!(", fanout group {f}"))
             ),
         };
         let _ = writeln!(s, "  {i} {} mac {mac} {what}", p.name);

@@ -172,6 +172,24 @@ struct RawPort {
     packet_len: Option<Spanned<u16>>,
     #[serde(default)]
     limit: Option<u64>,
+    // memif
+    #[serde(default)]
+    role: Option<Spanned<String>>,
+    #[serde(default)]
+    socket: Option<Spanned<String>>,
+    #[serde(default)]
+    id: Option<Spanned<u32>>,
+    #[serde(default)]
+    ring_size: Option<Spanned<u32>>,
+    #[serde(default)]
+    buffer_size: Option<Spanned<u32>>,
+    // af-packet
+    #[serde(default)]
+    interface: Option<Spanned<String>>,
+    #[serde(default)]
+    fanout: Option<Spanned<u16>>,
+    #[serde(default)]
+    queues: Option<Spanned<u16>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -179,6 +197,8 @@ struct RawPort {
 enum PortKindName {
     Pcap,
     Null,
+    Memif,
+    AfPacket,
 }
 
 /// The first look at a `[[stage]]` table: only its kind. The table itself is parsed again, by
@@ -217,6 +237,28 @@ pub enum PortKind {
         packet_len: u16,
         /// Packets to generate (`None`: forever).
         limit: Option<u64>,
+    },
+    /// A memif shared-memory link to another process (`pmd::port::memif`).
+    Memif {
+        /// Server (listens, maps the client's memory) or client (connects, owns the memory).
+        role: pmd::port::memif::Role,
+        /// Control socket: a path, or `@name` in the abstract namespace.
+        socket: String,
+        /// Interface id (both ends agree).
+        id: u32,
+        /// Descriptors per ring (a power of two).
+        ring_size: u32,
+        /// Bytes per shared packet buffer.
+        buffer_size: u32,
+    },
+    /// A kernel interface through AF_PACKET rings (`pmd::port::afpacket`).
+    AfPacket {
+        /// Interface name.
+        interface: String,
+        /// Fanout group id shared with other sockets (and processes) on the interface.
+        fanout: Option<u16>,
+        /// Queues (one per worker; today the engine polls one).
+        queues: u16,
     },
 }
 
@@ -600,6 +642,61 @@ impl Config {
                 None => [0x02, 0, 0, 0, 0, i as u8 + 1],
             };
             let resolve = |s: &Spanned<String>| base.join(s.get_ref());
+            // Keys that belong to other kinds of port are refused by name.
+            let kind_name = match p.kind {
+                PortKindName::Pcap => "pcap",
+                PortKindName::Null => "null",
+                PortKindName::Memif => "memif",
+                PortKindName::AfPacket => "af-packet",
+            };
+            let only = |k: &str, span: Option<Range<usize>>, kinds: &[&str]| match span {
+                Some(sp) if !kinds.contains(&kind_name) => Err(cx.err(
+                    sp,
+                    key(k),
+                    format!("only {} ports take {k}", kinds.join(" and ")),
+                )),
+                _ => Ok(()),
+            };
+            only("role", p.role.as_ref().map(|v| v.span()), &["memif"])?;
+            only("socket", p.socket.as_ref().map(|v| v.span()), &["memif"])?;
+            only("id", p.id.as_ref().map(|v| v.span()), &["memif"])?;
+            only(
+                "ring_size",
+                p.ring_size.as_ref().map(|v| v.span()),
+                &["memif"],
+            )?;
+            only(
+                "buffer_size",
+                p.buffer_size.as_ref().map(|v| v.span()),
+                &["memif"],
+            )?;
+            only(
+                "interface",
+                p.interface.as_ref().map(|v| v.span()),
+                &["af-packet"],
+            )?;
+            only(
+                "fanout",
+                p.fanout.as_ref().map(|v| v.span()),
+                &["af-packet"],
+            )?;
+            only(
+                "queues",
+                p.queues.as_ref().map(|v| v.span()),
+                &["af-packet"],
+            )?;
+            if matches!(p.kind, PortKindName::Memif | PortKindName::AfPacket) {
+                if let Some(s) = p.input.as_ref().or(p.output.as_ref()) {
+                    return Err(cx.err(s.span(), key("input"), "only pcap ports take files"));
+                }
+                if let Some(l) = &p.packet_len {
+                    return Err(cx.err(
+                        l.span(),
+                        key("packet_len"),
+                        "only null ports take packet_len",
+                    ));
+                }
+            }
             let kind = match p.kind {
                 PortKindName::Pcap => {
                     if let Some(l) = &p.packet_len {
@@ -636,6 +733,118 @@ impl Config {
                     PortKind::Null {
                         packet_len: len,
                         limit: p.limit,
+                    }
+                }
+                PortKindName::Memif => {
+                    use pmd::port::memif::Role;
+                    let role = match &p.role {
+                        None => {
+                            return Err(cx.err(
+                                sp.span(),
+                                key("role"),
+                                "memif ports need role = \"server\" or \"client\"",
+                            ))
+                        }
+                        Some(r) => match r.get_ref().as_str() {
+                            "server" | "master" => Role::Server,
+                            "client" | "slave" => Role::Client,
+                            other => {
+                                return Err(cx.err(
+                                    r.span(),
+                                    key("role"),
+                                    format!("{other:?}: expected \"server\" or \"client\""),
+                                ))
+                            }
+                        },
+                    };
+                    let Some(sock) = &p.socket else {
+                        return Err(cx.err(
+                            sp.span(),
+                            key("socket"),
+                            "memif ports need socket = \"/run/NAME.sock\" (or \"@NAME\" for the abstract namespace)",
+                        ));
+                    };
+                    let raw = sock.get_ref();
+                    let socket = if raw.starts_with('@') {
+                        raw.clone()
+                    } else {
+                        base.join(raw).display().to_string()
+                    };
+                    let name_len = socket.trim_start_matches('@').len();
+                    if name_len == 0 || name_len > 107 {
+                        return Err(cx.err(
+                            sock.span(),
+                            key("socket"),
+                            "expected a socket path of 1 to 107 bytes",
+                        ));
+                    }
+                    let ring_size = p.ring_size.as_ref().map_or(1024, |v| *v.get_ref());
+                    if !ring_size.is_power_of_two() || !(2..=16384).contains(&ring_size) {
+                        let span = p.ring_size.as_ref().map_or(0..0, |v| v.span());
+                        return Err(cx.err(
+                            span,
+                            key("ring_size"),
+                            "expected a power of two from 2 to 16384",
+                        ));
+                    }
+                    let buffer_size = p.buffer_size.as_ref().map_or(2048, |v| *v.get_ref());
+                    if buffer_size % 64 != 0 || !(64..=65472).contains(&buffer_size) {
+                        let span = p.buffer_size.as_ref().map_or(0..0, |v| v.span());
+                        return Err(cx.err(
+                            span,
+                            key("buffer_size"),
+                            "expected a multiple of 64 from 64 to 65472",
+                        ));
+                    }
+                    if role == Role::Server {
+                        let dup = ports.iter().any(|q: &PortConfig| {
+                            matches!(&q.kind, PortKind::Memif { role: Role::Server, socket: s, .. } if *s == socket)
+                        });
+                        if dup {
+                            return Err(cx.err(
+                                sock.span(),
+                                key("socket"),
+                                "another memif server port of this file listens on this socket (one interface per socket)",
+                            ));
+                        }
+                    }
+                    PortKind::Memif {
+                        role,
+                        socket,
+                        id: p.id.as_ref().map_or(0, |v| *v.get_ref()),
+                        ring_size,
+                        buffer_size,
+                    }
+                }
+                PortKindName::AfPacket => {
+                    let Some(ifname) = &p.interface else {
+                        return Err(cx.err(
+                            sp.span(),
+                            key("interface"),
+                            "af-packet ports need interface = \"NAME\"",
+                        ));
+                    };
+                    let n = ifname.get_ref();
+                    if n.is_empty() || n.len() > 15 || n.contains(['/', ' ', '\0']) {
+                        return Err(cx.err(
+                            ifname.span(),
+                            key("interface"),
+                            "expected an interface name of 1 to 15 bytes",
+                        ));
+                    }
+                    let queues = p.queues.as_ref().map_or(1, |v| *v.get_ref());
+                    if queues != 1 {
+                        let span = p.queues.as_ref().map_or(0..0, |v| v.span());
+                        return Err(cx.err(
+                            span,
+                            key("queues"),
+                            "expected 1: the engine polls one queue per port today",
+                        ));
+                    }
+                    PortKind::AfPacket {
+                        interface: n.clone(),
+                        fanout: p.fanout.as_ref().map(|v| *v.get_ref()),
+                        queues,
                     }
                 }
             };
@@ -827,6 +1036,55 @@ mod tests {
     }
 
     const MIN: &str = "[[port]]\nname = \"a\"\nkind = \"pcap\"\n[[port]]\nname = \"b\"\nkind = \"pcap\"\n[[stage]]\nkind = \"forward\"\nto = \"b\"\n";
+
+    #[test]
+    fn memif_and_af_packet_ports() {
+        let t = MIN.replace(
+            "name = \"a\"\nkind = \"pcap\"",
+            "name = \"a\"\nkind = \"memif\"\nrole = \"client\"\nsocket = \"@chain\"\nid = 3\nring_size = 512",
+        )
+        .replace(
+            "name = \"b\"\nkind = \"pcap\"",
+            "name = \"b\"\nkind = \"af-packet\"\ninterface = \"veth0\"\nfanout = 7",
+        );
+        let c = parse(&t).unwrap();
+        assert_eq!(
+            c.ports[0].kind,
+            PortKind::Memif {
+                role: pmd::port::memif::Role::Client,
+                socket: "@chain".into(),
+                id: 3,
+                ring_size: 512,
+                buffer_size: 2048
+            }
+        );
+        assert_eq!(
+            c.ports[1].kind,
+            PortKind::AfPacket {
+                interface: "veth0".into(),
+                fanout: Some(7),
+                queues: 1
+            }
+        );
+        // Errors: file:line: key: what was expected.
+        let bad = |from: &str, to: &str| parse(&t.replace(from, to)).unwrap_err();
+        let e = bad("role = \"client\"", "role = \"boss\"");
+        assert_eq!((e.line, e.key.as_str()), (4, "port[0].role"), "{e}");
+        let e = bad("ring_size = 512", "ring_size = 500");
+        assert_eq!((e.line, e.key.as_str()), (7, "port[0].ring_size"), "{e}");
+        let e = bad("socket = \"@chain\"\n", "");
+        assert_eq!(e.key, "port[0].socket", "{e}");
+        let e = bad("fanout = 7", "fanout = 7\nsocket = \"x\"");
+        assert_eq!((e.line, e.key.as_str()), (13, "port[1].socket"), "{e}");
+        assert!(e.msg.contains("only memif"), "{e}");
+        let e = bad("fanout = 7", "queues = 2");
+        assert_eq!((e.line, e.key.as_str()), (12, "port[1].queues"), "{e}");
+        let e = bad(
+            "interface = \"veth0\"",
+            "interface = \"a-very-long-interface\"",
+        );
+        assert_eq!(e.key, "port[1].interface", "{e}");
+    }
 
     #[test]
     fn builtin_is_valid() {

@@ -13,6 +13,8 @@
 use crate::mbuf::Burst;
 use crate::pool::PoolCache;
 
+pub mod afpacket;
+pub mod memif;
 pub mod null;
 pub mod pcap;
 
