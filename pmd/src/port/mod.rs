@@ -76,7 +76,10 @@ impl PortDrop {
     pub fn is_tx(self) -> bool {
         matches!(
             self,
-            PortDrop::TxError | PortDrop::TxLinkDown | PortDrop::TxLostInRing | PortDrop::TxOversize
+            PortDrop::TxError
+                | PortDrop::TxLinkDown
+                | PortDrop::TxLostInRing
+                | PortDrop::TxOversize
         )
     }
 }
