@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
-# Runs one benchmark scenario (ours, then the DPDK peer, in the same run) and regenerates
-# BENCHMARKS.md:  scripts/bench.sh io [extra bench args]
-# Run scripts/setup.sh first (as root) so DPDK's tools and hugepages are there.
+# Runs one benchmark scenario (ours and, where one exists, the DPDK peer in the same run) and
+# regenerates BENCHMARKS.md and the plots:
+#
+#   scripts/bench.sh io [extra bench args]        forward only, vs dpdk-testpmd io on net_null
+#   scripts/bench.sh chain-length [args]          1..8 stages on one core
+#   scripts/bench.sh pipeline [args]              two cores, zero-loss rate by binary search
+#   scripts/bench.sh gen-cost [args]              the generator's own cycles per packet
+#   scripts/bench.sh router|firewall|nat|chain    not built yet (exit non-zero)
+#   scripts/bench.sh report                       only regenerate BENCHMARKS.md and the plots
+#
+# `./target/release/bench NAME --help` lists a scenario's options. Needs root (hugepages,
+# pinning) and, for the peers, DPDK's tools: run scripts/setup.sh first. The plots need a
+# TrueType font (fonts-dejavu-core) or BENCH_FONT=/path/to/font.ttf.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-name="${1:?usage: scripts/bench.sh SCENARIO (io) [args]}"; shift
+name="${1:?usage: scripts/bench.sh SCENARIO (io, chain-length, pipeline, gen-cost, report) [args]}"; shift
 cargo build --release --locked -p bench
-./target/release/bench "$name" "$@"
-./target/release/bench report >/dev/null
+bin="${CARGO_TARGET_DIR:-target}/release/bench"
+if [ "$name" = report ]; then
+  exec "$bin" report
+fi
+status=0
+"$bin" "$name" "$@" || status=$?
+if [ "$status" -eq 0 ]; then
+  "$bin" report >/dev/null
+fi
+exit "$status"
