@@ -17,6 +17,26 @@ use crate::mbuf::{Burst, Mbuf, MbufHdr, BURST_MAX, HDR_SIZE, INDEX_BITS, NO_EGRE
 use crate::pool::{ExternalStore, Pool, PoolCache};
 use crate::port::{Port, PortDrop, PortError, PortStats};
 
+thread_local! {
+    static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes the calling thread a DPDK lcore, once: a thread DPDK does not know bypasses every
+/// mempool's per-lcore cache, so each burst's mbuf allocation (in the driver's receive) and free
+/// (after transmit) would hit the shared ring with compare-and-swap.
+#[inline]
+fn register_thread() {
+    REGISTERED.with(|r| {
+        if !r.get() {
+            // SAFETY: the EAL is up (a port exists only after `Eal::init`); registering the
+            // calling thread has no other precondition. On failure (no free lcore) the thread
+            // simply keeps working without the per-lcore caches.
+            unsafe { sys::rte_thread_register() };
+            r.set(true);
+        }
+    });
+}
+
 /// The DPDK mempool as our pool's store.
 struct MempoolStore {
     mp: *mut sys::rte_mempool,
@@ -170,7 +190,15 @@ pub struct DpdkPort {
     mp: usize,
     stats: PortStats,
     mac: [u8; 6],
+    /// Scratch for bursts of mbuf pointers, kept here so no burst zero-fills a fresh array.
+    scratch: Box<[*mut sys::rte_mbuf; BURST_MAX]>,
+    copied: Box<[bool; BURST_MAX]>,
 }
+
+// SAFETY: the scratch pointers are only meaningful during one rx/tx call on the owning thread;
+// moving the port to another thread between calls is fine (DPDK queues may be polled by any one
+// thread at a time).
+unsafe impl Send for DpdkPort {}
 
 impl DpdkPort {
     /// Opens DPDK device `device` (an ethdev name: `net_null0`, a PCI address, ...) as our
@@ -233,6 +261,8 @@ impl DpdkPort {
             mp: pool.mp,
             stats: PortStats::default(),
             mac: mac.addr_bytes,
+            scratch: Box::new([null_mut(); BURST_MAX]),
+            copied: Box::new([false; BURST_MAX]),
         })
     }
 
@@ -272,8 +302,9 @@ impl Port for DpdkPort {
         burst: &mut Burst,
         max: usize,
     ) -> Result<usize, PortError> {
+        register_thread();
         let want = max.min(burst.room()).min(BURST_MAX);
-        let mut ms = [null_mut::<sys::rte_mbuf>(); BURST_MAX];
+        let ms = &mut *self.scratch;
         // SAFETY: `ms` has room for `want` pointers; the port and queue exist.
         let n = unsafe { sys::dp_rx_burst(self.port_id, queue, ms.as_mut_ptr(), want as u16) };
         let mut got = 0;
@@ -314,9 +345,10 @@ impl Port for DpdkPort {
         cache: &mut PoolCache,
         burst: &mut Burst,
     ) -> Result<usize, PortError> {
+        register_thread();
         let n = burst.len().min(BURST_MAX);
-        let mut ms = [null_mut::<sys::rte_mbuf>(); BURST_MAX];
-        let mut copied = [false; BURST_MAX];
+        let ms = &mut *self.scratch;
+        let copied = &mut *self.copied;
         let mut k = 0;
         let mut bytes = 0u64;
         for m in &burst.as_slice()[..n] {
@@ -332,6 +364,7 @@ impl Port for DpdkPort {
                     (*r).ol_flags = 0;
                     ms[k] = r;
                 }
+                copied[k] = false;
             } else {
                 // Another pool's buffer: copy it into an mbuf of ours.
                 let mut r = null_mut::<sys::rte_mbuf>();
