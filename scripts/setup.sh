@@ -4,11 +4,12 @@
 #     the peers the benchmarks compare against, and the headers the `dpdk` feature builds on
 #   - libclang-dev, pkg-config: bindgen for the `dpdk` feature
 #   - tcpdump, iproute2: the network-namespace tests
+#   - fonts-dejavu-core: text in the benchmark plots
 # and reserves 2 MiB hugepages (scripts/setup-hugepages.sh).
 # Needs root (or sudo). Safe to run again: it skips what is already there.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-pkgs=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config tcpdump iproute2)
+pkgs=(dpdk dpdk-dev libdpdk-dev libclang-dev pkg-config tcpdump iproute2 fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

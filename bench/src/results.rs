@@ -277,6 +277,13 @@ is in the configuration).\n\n\
             md += &format!("No peer: {n}.\n\n");
         }
     }
+    // Measurements not yet driven by a `bench` scenario (each says how it was taken) are kept
+    // by hand in bench/MEASURED.md and carried over verbatim.
+    let manual = root().join("bench/MEASURED.md");
+    if let Ok(text) = std::fs::read_to_string(&manual) {
+        md += "\n";
+        md += &text;
+    }
     let path = root().join("BENCHMARKS.md");
     std::fs::write(&path, md).map_err(|e| format!("{}: {e}", path.display()))?;
     println!("wrote {}", path.display());
