@@ -476,17 +476,7 @@ impl Nat44 {
             {
                 return Err(D_POOL);
             }
-            return Ok(self.add(Session {
-                in_addr: src,
-                in_port: sp,
-                ext_addr: s.ext_addr,
-                ext_port: s.ext_port,
-                proto,
-                state: STATIC,
-                in_if,
-                deadline: now.saturating_add(1),
-                ..Session::default()
-            }));
+            return Ok(self.add_static(&s, proto, in_if));
         }
         let (sub, fresh) = match self.subs.find(src) {
             Some(s) => (s, false),
@@ -524,6 +514,21 @@ impl Nat44 {
             deadline: now.saturating_add(1),
             ..Session::default()
         }))
+    }
+
+    /// Creates the session of static mapping `st` (the inside host behind port `in_if`).
+    fn add_static(&mut self, st: &StaticMap, proto: u8, in_if: u16) -> u32 {
+        self.add(Session {
+            in_addr: st.in_addr,
+            in_port: st.in_port,
+            ext_addr: st.ext_addr,
+            ext_port: st.ext_port,
+            proto,
+            state: STATIC,
+            in_if,
+            deadline: self.now.saturating_add(1),
+            ..Session::default()
+        })
     }
 
     fn add(&mut self, s: Session) -> u32 {
@@ -848,17 +853,7 @@ impl Nat44 {
                     if !self.t.is_full()
                         && self.t.find_in(key(proto, st.in_addr, st.in_port)).is_none() =>
                 {
-                    self.add(Session {
-                        in_addr: st.in_addr,
-                        in_port: st.in_port,
-                        ext_addr: st.ext_addr,
-                        ext_port: st.ext_port,
-                        proto,
-                        state: STATIC,
-                        in_if: st.in_if,
-                        deadline: self.now.saturating_add(1),
-                        ..Session::default()
-                    })
+                    self.add_static(&st, proto, st.in_if)
                 }
                 _ => return Err(D_HAIRPIN),
             },
@@ -935,17 +930,7 @@ impl Nat44 {
                     if self.t.find_in(key(proto, st.in_addr, st.in_port)).is_some() {
                         return Err(D_NO_MAPPING);
                     }
-                    self.add(Session {
-                        in_addr: st.in_addr,
-                        in_port: st.in_port,
-                        ext_addr: st.ext_addr,
-                        ext_port: st.ext_port,
-                        proto,
-                        state: STATIC,
-                        in_if: st.in_if,
-                        deadline: self.now.saturating_add(1),
-                        ..Session::default()
-                    })
+                    self.add_static(&st, proto, st.in_if)
                 }
                 None if unsolicited_syn && self.syns.len() < MAX_HELD => return Ok(Next::HOLD),
                 None if unsolicited_syn => return Err(D_UNSOL_SYN),
