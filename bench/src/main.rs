@@ -193,14 +193,16 @@ enum Cmd {
         #[command(flatten)]
         gen: GenArgs,
     },
-    /// Router stage (not built yet: issue 3).
-    Router,
-    /// Firewall stage (not built yet: issue 4).
-    Firewall,
-    /// NAT44 stage (not built yet: issue 5).
-    Nat,
-    /// Firewall → NAT → router (not built yet: issues 3, 4, 5).
-    Chain,
+    /// Router: FIB lookups on the full BGP table against dpdk-test-fib; the stage's Mpps.
+    Router(scenarios::router::Args),
+    /// Firewall: ClassBench against dpdk-test-acl; rule updates; the stage's Mpps.
+    Firewall(scenarios::firewall::Args),
+    /// NAT44: Mpps at 1M and 10M sessions; new sessions per second; memory per session.
+    Nat(scenarios::nat::Args),
+    /// Firewall → NAT44 → router on one core, and split over two.
+    Chain(scenarios::chain::Args),
+    /// memif between two dataplane processes against a dpdk-testpmd memif pair.
+    Memif(scenarios::memif::Args),
     /// Cycles per packet of the generator's rx_burst alone, against the null port's.
     GenCost {
         /// Packets per burst.
@@ -214,11 +216,6 @@ enum Cmd {
     },
     /// Regenerate BENCHMARKS.md and the plots from the newest result of each scenario.
     Report,
-}
-
-fn not_built(what: &str, issue: &str) -> Result<(), String> {
-    println!("{what}: not built yet: waiting for issue {issue}");
-    Err(format!("{what} is not built yet"))
 }
 
 fn main() -> std::process::ExitCode {
@@ -272,10 +269,11 @@ fn main() -> std::process::ExitCode {
             gen: gen.config(),
             engine_io_core,
         }),
-        Cmd::Router => not_built("router", "3"),
-        Cmd::Firewall => not_built("firewall", "4"),
-        Cmd::Nat => not_built("nat", "5"),
-        Cmd::Chain => not_built("chain", "3, 4 and 5"),
+        Cmd::Router(a) => scenarios::router::run(&a),
+        Cmd::Firewall(a) => scenarios::firewall::run(&a),
+        Cmd::Nat(a) => scenarios::nat::run(&a),
+        Cmd::Chain(a) => scenarios::chain::run(&a),
+        Cmd::Memif(a) => scenarios::memif::run(&a),
         Cmd::GenCost { burst, core, gen } => scenarios::gen_cost_cmd(burst, core, &gen.config()),
         Cmd::Report => bench::results::report(),
     };

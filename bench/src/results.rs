@@ -75,6 +75,34 @@ pub struct RunResult {
     /// Why there is no ratio, where there is none.
     #[serde(default)]
     pub ratio_note: Option<String>,
+    /// Scenarios with several figures (router: lookups on random and on table destinations,
+    /// IPv6, the stage; firewall: one row per rule set...) put each one here, with its own
+    /// peer figure and ratio where a peer measured the same thing in the same run.
+    #[serde(default)]
+    pub rows: Vec<Row>,
+}
+
+/// One figure of a scenario that has several.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    /// What was measured (`IPv4 lookups, full table, random destinations`).
+    pub what: String,
+    /// Unit of `ours` and `peer` (`M lookups/s`, `Mpps`, `us`, `MiB`...).
+    pub unit: String,
+    /// Our figure.
+    pub ours: f64,
+    /// The peer's figure for the same thing in the same run, if any.
+    #[serde(default)]
+    pub peer: Option<f64>,
+    /// The peer tool and mode (`dpdk-test-fib dir24_8`).
+    #[serde(default)]
+    pub peer_tool: Option<String>,
+    /// Ours over theirs, oriented so that higher is better (for times: theirs over ours).
+    #[serde(default)]
+    pub ratio: Option<f64>,
+    /// Anything the figure needs to be read right (cycles per packet, memory, goal met or not).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 fn one() -> usize {
@@ -257,6 +285,24 @@ is in the configuration).\n\n\
                 .collect::<Vec<_>>()
                 .join(", ");
             md += "\n\n";
+        }
+        if !r.rows.is_empty() {
+            md +=
+                "| what | ours | peer | peer figure | ratio | note |\n|---|---|---|---|---|---|\n";
+            for row in &r.rows {
+                md += &format!(
+                    "| {} | {:.2} {} | {} | {} | {} | {} |\n",
+                    row.what,
+                    row.ours,
+                    row.unit,
+                    row.peer_tool.as_deref().unwrap_or("-"),
+                    row.peer
+                        .map_or("-".into(), |p| format!("{p:.2} {}", row.unit)),
+                    row.ratio.map_or("-".into(), |x| format!("{x:.3}")),
+                    row.note.as_deref().unwrap_or(""),
+                );
+            }
+            md += "\n";
         }
         md += &format!("Configuration: `{}`\n\n", r.config);
         if let Some(p) = &r.peer {

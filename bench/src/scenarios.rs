@@ -28,6 +28,12 @@ use pmd::port::null::NullPort;
 use pmd::port::Port;
 use pmd::{Burst, Pool, PoolConfig};
 
+pub mod chain;
+pub mod firewall;
+pub mod memif;
+pub mod nat;
+pub mod router;
+
 type Res<T> = std::result::Result<T, String>;
 
 /// Buffers in the pools the scenarios build.
@@ -82,6 +88,7 @@ fn base(scenario: &str, config: serde_json::Value) -> RunResult {
         pair_ratios: Vec::new(),
         ratio: None,
         ratio_note: None,
+        rows: Vec::new(),
     }
 }
 
