@@ -83,12 +83,18 @@ mod dpdk {
             .allowlist_function("rte_eal_(init|cleanup)")
             .allowlist_function("rte_eth_(dev_count_avail|dev_configure|rx_queue_setup|tx_queue_setup|dev_start|dev_stop|dev_close|stats_get|dev_info_get|macaddr_get|dev_socket_id|promiscuous_enable|dev_get_name_by_port)")
             .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free|rte_mempool_obj_iter|rte_mempool_avail_count|rte_socket_id|rte_strerror|rte_thread_register|rte_eth_dev_get_port_by_name")
+            .allowlist_function("rte_dev_probe|rte_eal_hotplug_remove|rte_mbuf_dyn_rx_timestamp_register")
             .allowlist_function("dp_.*")
             .allowlist_type("rte_mbuf|rte_eth_conf|rte_eth_stats|rte_eth_dev_info|rte_ether_addr")
             .derive_default(true)
             .layout_tests(false)
             .generate_comments(false)
-            .generate()
+            ;
+        // bindgen panics when it cannot load libclang; say what to install instead.
+        let bindings = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || bindings.generate()))
+            .unwrap_or_else(|_| {
+                fail("bindgen could not load libclang: install libclang-dev (scripts/setup.sh does, as root) or set LIBCLANG_PATH")
+            })
             .unwrap_or_else(|e| fail(&format!("bindgen failed: {e}")));
         let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
         bindings

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: formatting, lints, every test of the workspace, the fixture check, and
-# the `dpdk` feature of pmd (built against the system's DPDK). `.ci/run` calls exactly this.
+# the `dpdk` feature (built against the system's DPDK: pmd's DPDK tests and the golden cases
+# through net_pcap ports). `.ci/run` calls exactly this.
 #
 # Needs a Rust toolchain. For the `dpdk` feature it needs libdpdk-dev, libclang-dev and
 # pkg-config: run as root it installs them (scripts/setup.sh); otherwise it says what is
@@ -18,13 +19,17 @@ echo "== tests"
 cargo test --workspace --locked
 
 echo "== the dpdk feature"
-have_dpdk() { pkg-config --exists libdpdk 2>/dev/null && [ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null)" ]; }
+# bindgen loads libclang itself (libclang.so from libclang-dev; libclang-cpp does not serve).
+have_dpdk() { pkg-config --exists libdpdk 2>/dev/null && [ -n "$(ls /usr/lib/llvm-*/lib/libclang.so /usr/lib/llvm-*/lib/libclang-*.so 2>/dev/null)" ]; }
 if ! have_dpdk && [ "$(id -u)" -eq 0 ]; then
   scripts/setup.sh
 fi
 if have_dpdk; then
-  cargo clippy -p pmd --features dpdk --all-targets --locked -- -D warnings
+  cargo clippy -p pmd -p dataplane --features dpdk --all-targets --locked -- -D warnings
+  # pmd's DPDK tests (net_null, net_ring loop, hot-plugged vdevs), and every golden case
+  # again through DPDK net_pcap ports (the `dpdk-pcap` layout).
   cargo test -p pmd --features dpdk --locked
+  cargo test -p dataplane --features dpdk --locked --test golden
 else
   echo "skipping the dpdk feature: libdpdk-dev, libclang-dev or pkg-config is missing; run scripts/setup.sh as root" >&2
 fi

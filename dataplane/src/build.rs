@@ -140,10 +140,127 @@ fn replay_paths(cfg: &Config, files: &ReplayFiles) -> Result<Vec<PortFiles>, Bui
     Ok(paths)
 }
 
-/// Opens the ports. `files` is `Some` in replay.
+/// The DPDK side of a run: the EAL and the mempool DPDK ports receive into.
+#[cfg(feature = "dpdk")]
+struct DpdkEnv {
+    eal: pmd::dpdk::Eal,
+    pool: pmd::dpdk::DpdkPool,
+}
+
+/// Without the `dpdk` feature there is no DPDK side (and the configuration refuses DPDK ports).
+#[cfg(not(feature = "dpdk"))]
+enum DpdkEnv {}
+
+/// Opens the ports and maps the pool they receive into: the DPDK mempool when a port is a DPDK
+/// device (packets then stay in their `rte_mbuf`s from receive to transmit), ours otherwise.
+/// `files` is `Some` in replay.
+pub fn open(
+    cfg: &Config,
+    files: Option<&ReplayFiles>,
+) -> Result<(Vec<Box<dyn Port>>, Pool), BuildError> {
+    #[cfg(feature = "dpdk")]
+    if cfg
+        .ports
+        .iter()
+        .any(|p| matches!(p.kind, PortKind::Dpdk { .. }))
+    {
+        let env = dpdk_env(cfg)?;
+        let ports = open_ports_in(cfg, files, Some(&env))?;
+        return Ok((ports, env.pool.pool().clone()));
+    }
+    let ports = open_ports_in(cfg, files, None)?;
+    Ok((ports, build_pool(cfg)?))
+}
+
+/// EAL arguments when the configuration gives none: quiet logs, no files left behind, and
+/// without free hugepages (or with `hugepages = "never"`) ordinary memory sized for the pool.
+#[cfg(feature = "dpdk")]
+fn default_eal_args(cfg: &Config) -> Vec<String> {
+    let mut args: Vec<String> = ["--no-telemetry", "--log-level", "error"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let free = pmd::mem::hugepages_free().unwrap_or(0);
+    let no_huge = match cfg.hugepages {
+        HugeMode::Never => true,
+        HugeMode::Require => false,
+        HugeMode::Prefer => free == 0,
+    };
+    if no_huge {
+        if cfg.hugepages == HugeMode::Prefer {
+            eprintln!(
+                "warning: no free 2 MiB hugepages: DPDK runs on ordinary pages (--no-huge); \
+                 scripts/setup-hugepages.sh reserves some"
+            );
+        }
+        // mbuf (128) + our header (128) + headroom + data room per buffer, with room for the
+        // mempool's caches and the devices' rings.
+        let per = 256 + u64::from(cfg.headroom) + u64::from(cfg.data_room);
+        let mb = (u64::from(cfg.buffers) * per * 3 / 2) / (1 << 20) + 128;
+        // (--in-memory needs hugepages; --no-shconf keeps the run from leaving files behind.)
+        args.extend([
+            "--no-huge".into(),
+            "--no-shconf".into(),
+            "-m".into(),
+            mb.to_string(),
+        ]);
+    } else {
+        args.push("--in-memory".into());
+    }
+    args
+}
+
+/// Brings up the EAL (once per process) and the mempool (one per size, reused by later runs
+/// in the same process, since DPDK never frees a mempool's memory).
+#[cfg(feature = "dpdk")]
+fn dpdk_env(cfg: &Config) -> Result<DpdkEnv, BuildError> {
+    use std::sync::Mutex;
+    static POOLS: Mutex<Vec<((u32, u16), pmd::dpdk::DpdkPool)>> = Mutex::new(Vec::new());
+    if cfg.headroom != 128 {
+        return Err(BuildError(format!(
+            "{}: memory.headroom: DPDK ports use DPDK's 128-byte headroom (got {})",
+            cfg.file, cfg.headroom
+        )));
+    }
+    let args = cfg
+        .dpdk_eal
+        .clone()
+        .unwrap_or_else(|| default_eal_args(cfg));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let eal = pmd::dpdk::Eal::init(&refs).map_err(|e| {
+        BuildError(format!(
+            "{}: dpdk.eal: {e} (hugepages reserved? scripts/setup-hugepages.sh)",
+            cfg.file
+        ))
+    })?;
+    let mut pools = POOLS.lock().unwrap_or_else(|e| e.into_inner());
+    let want = (cfg.buffers, cfg.data_room);
+    if let Some((_, p)) = pools.iter().find(|(k, _)| *k == want) {
+        return Ok(DpdkEnv {
+            eal,
+            pool: p.clone(),
+        });
+    }
+    let name = format!("packets{}", pools.len());
+    let socket = numa_node_of_cpu(cfg.workers[0]);
+    let pool = pmd::dpdk::DpdkPool::new(&eal, &name, cfg.buffers, cfg.data_room, socket)
+        .map_err(|e| BuildError(format!("{}: memory: {e}", cfg.file)))?;
+    pools.push((want, pool.clone()));
+    Ok(DpdkEnv { eal, pool })
+}
+
+/// Opens the ports of a configuration without DPDK ports. `files` is `Some` in replay.
 pub fn open_ports(
     cfg: &Config,
     files: Option<&ReplayFiles>,
+) -> Result<Vec<Box<dyn Port>>, BuildError> {
+    open_ports_in(cfg, files, None)
+}
+
+fn open_ports_in(
+    cfg: &Config,
+    files: Option<&ReplayFiles>,
+    dpdk: Option<&DpdkEnv>,
 ) -> Result<Vec<Box<dyn Port>>, BuildError> {
     let paths = match files {
         Some(f) => replay_paths(cfg, f)?,
@@ -218,6 +335,42 @@ pub fn open_ports(
                 .map_err(|e| BuildError(format!("port {}: {e}", p.name)))?;
                 ports.push(Box::new(port));
             }
+            #[cfg(feature = "dpdk")]
+            PortKind::Dpdk {
+                device,
+                devargs,
+                rx_desc,
+                tx_desc,
+                ends,
+            } => {
+                let Some(env) = dpdk else {
+                    return Err(BuildError(format!(
+                        "port {}: a DPDK port needs build::open (the EAL and its mempool)",
+                        p.name
+                    )));
+                };
+                let opts = pmd::dpdk::DpdkPortOptions {
+                    rx_desc: *rx_desc,
+                    tx_desc: *tx_desc,
+                    devargs: devargs.clone(),
+                    ends: *ends,
+                };
+                let port = pmd::dpdk::DpdkPort::open_with(
+                    &env.eal, &p.name, i as u16, device, &env.pool, &opts,
+                )
+                .map_err(|e| {
+                    BuildError(format!("{}:{}: port {}: {e}", cfg.file, p.line, p.name))
+                })?;
+                ports.push(Box::new(port));
+            }
+            #[cfg(not(feature = "dpdk"))]
+            PortKind::Dpdk { .. } => {
+                let _ = dpdk;
+                return Err(BuildError(format!(
+                    "port {}: this dataplane was built without DPDK (--features dpdk)",
+                    p.name
+                )));
+            }
         }
     }
     Ok(ports)
@@ -287,8 +440,7 @@ pub fn run(
     files: Option<&ReplayFiles>,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Report, BuildError> {
-    let ports = open_ports(cfg, files)?;
-    let pool = build_pool(cfg)?;
+    let (ports, pool) = open(cfg, files)?;
     let engine = Engine::new(
         ports,
         pool,
@@ -313,6 +465,20 @@ pub fn describe(cfg: &Config) -> String {
         format!("{:?}", cfg.hugepages).to_lowercase(),
         pmd::mem::hugepages_free().map_or("unknown".into(), |n| n.to_string())
     );
+    if cfg
+        .ports
+        .iter()
+        .any(|p| matches!(p.kind, PortKind::Dpdk { .. }))
+    {
+        let _ = writeln!(
+            s,
+            "dpdk: eal {}",
+            cfg.dpdk_eal.as_ref().map_or_else(
+                || "defaults (--in-memory, --no-huge without free hugepages)".into(),
+                |a| a.join(" ")
+            )
+        );
+    }
     let _ = writeln!(s, "ports:");
     for (i, p) in cfg.ports.iter().enumerate() {
         let m = p.mac;
@@ -354,6 +520,19 @@ pub fn describe(cfg: &Config) -> String {
             } => format!(
                 "af-packet {interface}, {queues} queue(s){}",
                 fanout.map_or(String::new(), |f| format!(", fanout group {f}"))
+            ),
+            PortKind::Dpdk {
+                device,
+                devargs,
+                rx_desc,
+                tx_desc,
+                ends,
+            } => format!(
+                "dpdk {device}{}, {rx_desc} rx / {tx_desc} tx descriptors{}",
+                devargs
+                    .as_ref()
+                    .map_or(String::new(), |a| format!(" ({a})")),
+                if *ends { ", input ends" } else { "" }
             ),
         };
         let _ = writeln!(s, "  {i} {} mac {mac} {what}", p.name);

@@ -47,6 +47,16 @@ struct Raw {
     port: Vec<Spanned<RawPort>>,
     #[serde(default)]
     stage: Vec<Spanned<RawStageKind>>,
+    #[serde(default)]
+    dpdk: Option<Spanned<RawDpdk>>,
+}
+
+/// `[dpdk]`: how the DPDK EAL is brought up for `kind = "dpdk"` ports.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDpdk {
+    #[serde(default)]
+    eal: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +200,17 @@ struct RawPort {
     fanout: Option<Spanned<u16>>,
     #[serde(default)]
     queues: Option<Spanned<u16>>,
+    // dpdk
+    #[serde(default)]
+    device: Option<Spanned<String>>,
+    #[serde(default)]
+    devargs: Option<Spanned<String>>,
+    #[serde(default)]
+    rx_desc: Option<Spanned<u16>>,
+    #[serde(default)]
+    tx_desc: Option<Spanned<u16>>,
+    #[serde(default)]
+    ends: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -199,6 +220,7 @@ enum PortKindName {
     Null,
     Memif,
     AfPacket,
+    Dpdk,
 }
 
 /// The first look at a `[[stage]]` table: only its kind. The table itself is parsed again, by
@@ -250,6 +272,20 @@ pub enum PortKind {
         ring_size: u32,
         /// Bytes per shared packet buffer.
         buffer_size: u32,
+    },
+    /// A DPDK ethdev (`pmd::dpdk`, with the `dpdk` cargo feature): a NIC bound to a DPDK
+    /// driver or one of DPDK's virtual devices.
+    Dpdk {
+        /// Ethdev name: a PCI address (`0000:03:00.0`) or a virtual device (`net_pcap0`).
+        device: String,
+        /// Virtual device arguments: the device is created when the port opens.
+        devargs: Option<String>,
+        /// Receive descriptors.
+        rx_desc: u16,
+        /// Transmit descriptors.
+        tx_desc: u16,
+        /// The device's input ends (a `net_pcap` reading a file), as a pcap port's does.
+        ends: bool,
     },
     /// A kernel interface through AF_PACKET rings (`pmd::port::afpacket`).
     AfPacket {
@@ -430,6 +466,8 @@ pub struct Config {
     pub replay_inputs: Vec<u16>,
     /// Ports written to `--out` files, in order.
     pub replay_outputs: Vec<u16>,
+    /// EAL arguments for DPDK ports (`[dpdk] eal`; `None`: the built-in defaults).
+    pub dpdk_eal: Option<Vec<String>>,
 }
 
 struct Ctx<'a> {
@@ -648,6 +686,7 @@ impl Config {
                 PortKindName::Null => "null",
                 PortKindName::Memif => "memif",
                 PortKindName::AfPacket => "af-packet",
+                PortKindName::Dpdk => "dpdk",
             };
             let only = |k: &str, span: Option<Range<usize>>, kinds: &[&str]| match span {
                 Some(sp) if !kinds.contains(&kind_name) => Err(cx.err(
@@ -685,7 +724,19 @@ impl Config {
                 p.queues.as_ref().map(|v| v.span()),
                 &["af-packet"],
             )?;
-            if matches!(p.kind, PortKindName::Memif | PortKindName::AfPacket) {
+            for (k, span) in [
+                ("device", p.device.as_ref().map(|v| v.span())),
+                ("devargs", p.devargs.as_ref().map(|v| v.span())),
+                ("rx_desc", p.rx_desc.as_ref().map(|v| v.span())),
+                ("tx_desc", p.tx_desc.as_ref().map(|v| v.span())),
+                ("ends", p.ends.as_ref().map(|v| v.span())),
+            ] {
+                only(k, span, &["dpdk"])?;
+            }
+            if matches!(
+                p.kind,
+                PortKindName::Memif | PortKindName::AfPacket | PortKindName::Dpdk
+            ) {
                 if let Some(s) = p.input.as_ref().or(p.output.as_ref()) {
                     return Err(cx.err(s.span(), key("input"), "only pcap ports take files"));
                 }
@@ -847,6 +898,50 @@ impl Config {
                         queues,
                     }
                 }
+                PortKindName::Dpdk => {
+                    if !cfg!(feature = "dpdk") {
+                        return Err(cx.err(
+                            sp.span(),
+                            key("kind"),
+                            "this dataplane was built without DPDK: rebuild with `cargo build --release --features dpdk` (scripts/setup.sh installs what it needs)",
+                        ));
+                    }
+                    let Some(dev) = &p.device else {
+                        return Err(cx.err(
+                            sp.span(),
+                            key("device"),
+                            "dpdk ports need device = \"NAME\" (a PCI address such as \"0000:03:00.0\", or a virtual device such as \"net_pcap0\")",
+                        ));
+                    };
+                    let d = dev.get_ref();
+                    if d.is_empty() || d.contains([',', ' ', '\0']) {
+                        return Err(cx.err(
+                            dev.span(),
+                            key("device"),
+                            "expected an ethdev name without ',' or spaces (put arguments in devargs)",
+                        ));
+                    }
+                    let desc = |v: &Option<Spanned<u16>>, k: &str| -> Result<u16, ConfigError> {
+                        match v {
+                            None => Ok(1024),
+                            Some(x) if x.get_ref().is_power_of_two() && *x.get_ref() >= 64 => {
+                                Ok(*x.get_ref())
+                            }
+                            Some(x) => Err(cx.err(
+                                x.span(),
+                                key(k),
+                                "expected a power of two between 64 and 32768",
+                            )),
+                        }
+                    };
+                    PortKind::Dpdk {
+                        device: d.clone(),
+                        devargs: p.devargs.as_ref().map(|v| v.get_ref().clone()),
+                        rx_desc: desc(&p.rx_desc, "rx_desc")?,
+                        tx_desc: desc(&p.tx_desc, "tx_desc")?,
+                        ends: p.ends.as_ref().is_some_and(|v| *v.get_ref()),
+                    }
+                }
             };
             ports.push(PortConfig {
                 name,
@@ -966,6 +1061,10 @@ impl Config {
             stages,
             replay_inputs,
             replay_outputs,
+            dpdk_eal: raw
+                .dpdk
+                .as_ref()
+                .and_then(|d| d.get_ref().eal.as_ref().map(|e| e.get_ref().clone())),
         })
     }
 
@@ -1084,6 +1183,50 @@ mod tests {
             "interface = \"a-very-long-interface\"",
         );
         assert_eq!(e.key, "port[1].interface", "{e}");
+    }
+
+    #[test]
+    fn dpdk_ports() {
+        let t = format!(
+            "[dpdk]\neal = [\"--no-huge\", \"-m\", \"256\"]\n{}",
+            MIN.replace(
+                "name = \"a\"\nkind = \"pcap\"",
+                "name = \"a\"\nkind = \"dpdk\"\ndevice = \"net_pcap0\"\ndevargs = \"rx_pcap=in.pcap\"\nends = true\nrx_desc = 512",
+            )
+        );
+        let bad = |from: &str, to: &str| parse(&t.replace(from, to)).unwrap_err();
+        if !cfg!(feature = "dpdk") {
+            // A build without DPDK names the port and says how to get it.
+            let e = parse(&t).unwrap_err();
+            assert_eq!((e.line, e.key.as_str()), (3, "port[0].kind"), "{e}");
+            assert!(e.msg.contains("--features dpdk"), "{e}");
+            return;
+        }
+        let c = parse(&t).unwrap();
+        assert_eq!(
+            c.ports[0].kind,
+            PortKind::Dpdk {
+                device: "net_pcap0".into(),
+                devargs: Some("rx_pcap=in.pcap".into()),
+                rx_desc: 512,
+                tx_desc: 1024,
+                ends: true
+            }
+        );
+        assert_eq!(
+            c.dpdk_eal.as_deref(),
+            Some(&["--no-huge".to_string(), "-m".into(), "256".into()][..])
+        );
+        let e = bad("rx_desc = 512", "rx_desc = 500");
+        assert_eq!((e.line, e.key.as_str()), (9, "port[0].rx_desc"), "{e}");
+        let e = bad("device = \"net_pcap0\"\n", "");
+        assert_eq!(e.key, "port[0].device", "{e}");
+        let e = bad("device = \"net_pcap0\"", "device = \"net_pcap0,rx_pcap=x\"");
+        assert!(e.msg.contains("devargs"), "{e}");
+        let e = bad("kind = \"pcap\"", "kind = \"pcap\"\nends = true");
+        assert!(e.msg.contains("only dpdk"), "{e}");
+        let e = bad("eal = [", "cores = 3\neal = [");
+        assert_eq!((e.line, e.key.as_str()), (2, "dpdk.cores"), "{e}");
     }
 
     #[test]

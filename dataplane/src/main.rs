@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 use dataplane::build::{self, Overrides, ReplayFiles};
+use dataplane::config::PortKind;
 use dataplane::config::{Config, LayoutMode};
 
 #[derive(Parser)]
@@ -42,8 +43,10 @@ enum Cmd {
     Replay {
         #[command(flatten)]
         common: Common,
-        /// Input capture, `[PORT=]FILE`; repeat for several ports.
-        #[arg(long = "in", required = true)]
+        /// Input capture, `[PORT=]FILE`; repeat for several ports. Not needed when the
+        /// configuration's ports read on their own (a pcap port's `input`, or a DPDK
+        /// `net_pcap` port with `ends = true`).
+        #[arg(long = "in")]
         inputs: Vec<String>,
         /// Output capture, `[PORT=]FILE`; repeat for several ports.
         #[arg(long = "out")]
@@ -107,6 +110,17 @@ fn main() -> ExitCode {
             inputs,
             outputs,
         } => load(&common).and_then(|cfg| {
+            let reads_alone = cfg.ports.iter().any(|p| match &p.kind {
+                PortKind::Pcap { input, .. } => input.is_some(),
+                PortKind::Dpdk { ends, .. } => *ends,
+                _ => false,
+            });
+            if inputs.is_empty() && !reads_alone {
+                return Err(format!(
+                    "{}: nothing to replay: give --in [PORT=]FILE (no port of the configuration reads a capture of its own)",
+                    cfg.file
+                ));
+            }
             install_signal_handlers();
             let files = ReplayFiles { inputs, outputs };
             let r = build::run(&cfg, Some(&files), &STOP).map_err(|e| e.to_string())?;

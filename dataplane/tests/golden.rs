@@ -11,7 +11,12 @@
 //! * `rtc-1`: run-to-completion on one worker, as configured;
 //! * `rtc-2`: run-to-completion on workers `[0, 1]` (flows spread by the symmetric hash, output
 //!   put back in input order by the I/O thread);
-//! * `pipeline-2`: the chain split over two cores.
+//! * `pipeline-2`: the chain split over two cores;
+//! * `dpdk-pcap` (with the `dpdk` feature): `rtc-1` with every port a DPDK `net_pcap` device
+//!   (`kind = "dpdk"`, the input file as `rx_pcap`, the output as `tx_pcap`), so packets are
+//!   received into `rte_mbuf`s, go through the chain in them and leave through DPDK. `net_pcap`
+//!   stamps what it writes with the time of writing, so outputs are compared without
+//!   timestamps; the replay clock still follows the capture (the receive timestamp offload).
 //!
 //! Every output port is compared packet by packet (timestamp, length, bytes). A failure names
 //! the case, the layout, the port, the first differing packet (1-based, as in Wireshark) and
@@ -46,6 +51,8 @@ use pmd::port::PortDrop;
 struct Layout {
     name: &'static str,
     overrides: Option<Overrides>,
+    /// Ports become DPDK `net_pcap` devices.
+    dpdk: bool,
 }
 
 fn layouts() -> Vec<Layout> {
@@ -53,6 +60,7 @@ fn layouts() -> Vec<Layout> {
         Layout {
             name: "rtc-1",
             overrides: None,
+            dpdk: false,
         },
         Layout {
             name: "rtc-2",
@@ -60,6 +68,7 @@ fn layouts() -> Vec<Layout> {
                 workers: Some(vec![0, 1]),
                 layout: Some(LayoutMode::RunToCompletion),
             }),
+            dpdk: false,
         },
         Layout {
             name: "pipeline-2",
@@ -67,8 +76,66 @@ fn layouts() -> Vec<Layout> {
                 workers: Some(vec![0, 1]),
                 layout: Some(LayoutMode::Pipeline),
             }),
+            dpdk: false,
+        },
+        #[cfg(feature = "dpdk")]
+        Layout {
+            name: "dpdk-pcap",
+            overrides: None,
+            dpdk: true,
         },
     ]
+}
+
+/// Turns every pcap port of `cfg` into a DPDK `net_pcap` device reading the file `files` gives
+/// it (or an empty capture) and writing to the output `files` gives it (or a scratch file, in
+/// `extra`, removed after the run).
+#[cfg(feature = "dpdk")]
+fn to_dpdk(
+    cfg: &mut Config,
+    files: &ReplayFiles,
+    case: &str,
+    extra: &mut Vec<PathBuf>,
+) -> Result<(), String> {
+    use dataplane::config::PortKind;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Device names are never reused within the process (DPDK keeps a removed name's slot).
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let empty = std::env::temp_dir().join(format!(
+        "dataplane-golden-{}-empty.pcap",
+        std::process::id()
+    ));
+    if !empty.exists() {
+        let mut w = pmd::pcap::PcapWriter::create(&empty, 1, 65535, false)
+            .map_err(|e| format!("{}: {e}", empty.display()))?;
+        w.flush().map_err(|e| format!("{}: {e}", empty.display()))?;
+    }
+    let find = |list: &[String], port: &str| {
+        list.iter()
+            .find_map(|a| a.strip_prefix(&format!("{port}=")).map(str::to_string))
+    };
+    for p in &mut cfg.ports {
+        if !matches!(p.kind, PortKind::Pcap { .. }) {
+            continue;
+        }
+        let input = find(&files.inputs, &p.name).unwrap_or_else(|| empty.display().to_string());
+        let output = match find(&files.outputs, &p.name) {
+            Some(o) => o,
+            None => {
+                let o = scratch(case, "dpdk-pcap-unused", &p.name);
+                extra.push(o.clone());
+                o.display().to_string()
+            }
+        };
+        p.kind = PortKind::Dpdk {
+            device: format!("net_pcap{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+            devargs: Some(format!("rx_pcap={input},tx_pcap={output}")),
+            rx_desc: 1024,
+            tx_desc: 1024,
+            ends: true,
+        };
+    }
+    Ok(())
 }
 
 /// The fixture directory: `pcap-fixtures/` beside this crate.
@@ -323,7 +390,9 @@ fn l4_field(proto: u8, frame: &[u8], l4: usize, off: usize) -> String {
 }
 
 /// The first difference between two packet lists, as a message; `None` if they are equal.
-fn compare(expected: &[Pkt], got: &[Pkt]) -> Option<String> {
+/// Without `meta`, timestamps and original lengths are not compared (DPDK's `net_pcap` writes
+/// its own).
+fn compare(expected: &[Pkt], got: &[Pkt], meta: bool) -> Option<String> {
     for (i, (e, g)) in expected.iter().zip(got).enumerate() {
         let n = i + 1;
         if let Some(off) = e.data.iter().zip(&g.data).position(|(a, b)| a != b) {
@@ -340,6 +409,9 @@ fn compare(expected: &[Pkt], got: &[Pkt]) -> Option<String> {
                 e.data.len(),
                 g.data.len()
             ));
+        }
+        if !meta {
+            continue;
         }
         if e.ts_ns != g.ts_ns {
             return Some(format!(
@@ -500,7 +572,24 @@ fn run_case(dir: &Path, index: &CaseIndex, layout: &Layout) -> Vec<String> {
             let _ = std::fs::remove_file(path);
         }
     };
-    let report = match build::run(&cfg, Some(&files), &AtomicBool::new(false)) {
+    // Scratch outputs of ports the case does not check (only the DPDK layout has them).
+    #[cfg_attr(not(feature = "dpdk"), allow(unused_mut))]
+    let mut extra: Vec<PathBuf> = Vec::new();
+    #[cfg(feature = "dpdk")]
+    if layout.dpdk {
+        if let Err(e) = to_dpdk(&mut cfg, &files, &name, &mut extra) {
+            return vec![format!("dpdk ports: {e}")];
+        }
+    }
+    let result = if layout.dpdk {
+        build::run(&cfg, Some(&ReplayFiles::default()), &AtomicBool::new(false))
+    } else {
+        build::run(&cfg, Some(&files), &AtomicBool::new(false))
+    };
+    for p in &extra {
+        let _ = std::fs::remove_file(p);
+    }
+    let report = match result {
         Ok(r) => r,
         Err(e) => {
             remove_outputs();
@@ -517,7 +606,9 @@ fn run_case(dir: &Path, index: &CaseIndex, layout: &Layout) -> Vec<String> {
             }
         };
         match read_pcap(out) {
-            Ok(got) => bad.extend(compare(&expected, &got).map(|m| format!("{port}: {m}"))),
+            Ok(got) => {
+                bad.extend(compare(&expected, &got, !layout.dpdk).map(|m| format!("{port}: {m}")))
+            }
             Err(e) => bad.push(format!("{port}: output unreadable: {e}")),
         }
     }
@@ -584,7 +675,9 @@ fn golden_cases_in_every_layout() {
                     continue;
                 }
             };
-            if !index.layouts.iter().any(|l| l == layout.name) {
+            // The DPDK layout is rtc-1 with other ports.
+            let shape = if layout.dpdk { "rtc-1" } else { layout.name };
+            if !index.layouts.iter().any(|l| l == shape) {
                 skip_note!(
                     "golden: skipping {name} in {}: {}",
                     layout.name,
@@ -643,11 +736,11 @@ fn field_names_point_into_the_right_header() {
     let mut b = a.clone();
     b.data[7] = 0xee;
     assert_eq!(
-        compare(&[a.clone(), a.clone()], &[a.clone(), b]).unwrap(),
+        compare(&[a.clone(), a.clone()], &[a.clone(), b], true).unwrap(),
         "packet 2: byte 7 (ethernet.src): expected 00, got ee"
     );
     assert_eq!(
-        compare(std::slice::from_ref(&a), &[]).unwrap(),
+        compare(std::slice::from_ref(&a), &[], true).unwrap(),
         "expected 1 packets, got 0 (the first 0 agree)"
     );
 }

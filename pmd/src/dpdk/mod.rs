@@ -9,7 +9,7 @@
 
 pub mod port;
 
-pub use port::{DpdkPool, DpdkPort};
+pub use port::{DpdkPool, DpdkPort, DpdkPortOptions};
 
 use std::ffi::{CStr, CString};
 use std::sync::Mutex;

@@ -17,6 +17,10 @@ use crate::mbuf::{Burst, Mbuf, MbufHdr, BURST_MAX, HDR_SIZE, INDEX_BITS, NO_EGRE
 use crate::pool::{ExternalStore, Pool, PoolCache};
 use crate::port::{Port, PortDrop, PortError, PortStats};
 
+/// `RTE_ETH_RX_OFFLOAD_TIMESTAMP` (`RTE_BIT64(14)` in `rte_ethdev.h`, a macro bindgen cannot
+/// evaluate).
+const RX_OFFLOAD_TIMESTAMP: u64 = 1 << 14;
+
 thread_local! {
     static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -181,15 +185,52 @@ impl DpdkPool {
     }
 }
 
+/// How a DPDK port is opened, beyond its device name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpdkPortOptions {
+    /// Receive descriptors.
+    pub rx_desc: u16,
+    /// Transmit descriptors.
+    pub tx_desc: u16,
+    /// Arguments of a virtual device to create when the port opens (`rx_pcap=in.pcap` for
+    /// `net_pcap0`), removed again when it closes; `None`: the device exists already (a NIC
+    /// bound to a DPDK driver, or a `--vdev` of the EAL arguments).
+    pub devargs: Option<String>,
+    /// The device's input ends (a `net_pcap` reading a file): the first empty receive marks
+    /// its end, as for a pcap port, and receive timestamps (the capture's, where the device
+    /// offers the timestamp offload) are kept for the replay clock.
+    pub ends: bool,
+}
+
+impl Default for DpdkPortOptions {
+    fn default() -> Self {
+        DpdkPortOptions {
+            rx_desc: 1024,
+            tx_desc: 1024,
+            devargs: None,
+            ends: false,
+        }
+    }
+}
+
 /// An ethdev port (one queue pair used so far).
 pub struct DpdkPort {
     name: String,
+    device: String,
     id: u16,
     port_id: u16,
     pool_id: u32,
     mp: usize,
     stats: PortStats,
     mac: [u8; 6],
+    /// We created the device (`devargs`) and remove it when the port closes.
+    probed: bool,
+    /// See [`DpdkPortOptions::ends`].
+    ends: bool,
+    /// An empty receive was seen on an `ends` port.
+    ended: bool,
+    /// Where the receive timestamp sits in the mbuf, and the flag that says it is set.
+    rx_ts: Option<(usize, u64)>,
     /// Scratch for bursts of mbuf pointers, kept here so no burst zero-fills a fresh array.
     scratch: Box<[*mut sys::rte_mbuf; BURST_MAX]>,
     copied: Box<[bool; BURST_MAX]>,
@@ -204,7 +245,7 @@ impl DpdkPort {
     /// Opens DPDK device `device` (an ethdev name: `net_null0`, a PCI address, ...) as our
     /// port `id` named `name`, with `rx_desc`/`tx_desc` descriptors, receiving into `pool`.
     pub fn open(
-        _eal: &Eal,
+        eal: &Eal,
         name: &str,
         id: u16,
         device: &str,
@@ -212,30 +253,120 @@ impl DpdkPort {
         rx_desc: u16,
         tx_desc: u16,
     ) -> Result<DpdkPort, DpdkError> {
+        let opts = DpdkPortOptions {
+            rx_desc,
+            tx_desc,
+            ..DpdkPortOptions::default()
+        };
+        Self::open_with(eal, name, id, device, pool, &opts)
+    }
+
+    /// [`DpdkPort::open`] with every option.
+    pub fn open_with(
+        _eal: &Eal,
+        name: &str,
+        id: u16,
+        device: &str,
+        pool: &DpdkPool,
+        opts: &DpdkPortOptions,
+    ) -> Result<DpdkPort, DpdkError> {
         let fail = |why: String| DpdkError::Port {
             device: device.to_string(),
             why,
         };
+        let (rx_desc, tx_desc) = (opts.rx_desc, opts.tx_desc);
         let cdev = CString::new(device).map_err(|_| fail("name has a NUL byte".into()))?;
+        let mut probed = false;
+        if let Some(args) = &opts.devargs {
+            let spec = CString::new(format!("{device},{args}"))
+                .map_err(|_| fail("devargs have a NUL byte".into()))?;
+            // SAFETY: EAL is up; the C string is valid for the call.
+            let r = unsafe { sys::rte_dev_probe(spec.as_ptr()) };
+            if r < 0 {
+                return Err(fail(format!(
+                    "cannot create the device with devargs {args:?}: {}",
+                    super::strerror(-r)
+                )));
+            }
+            probed = true;
+        }
+        // Removes the device we created if opening fails past this point.
+        let unprobe = || {
+            if probed {
+                // SAFETY: EAL is up; we created this vdev above and nothing else uses it.
+                unsafe { sys::rte_eal_hotplug_remove(c"vdev".as_ptr(), cdev.as_ptr()) };
+            }
+        };
         let mut port_id = 0u16;
         // SAFETY: EAL is up; the C string and out-pointer are valid for the call.
         if unsafe { sys::rte_eth_dev_get_port_by_name(cdev.as_ptr(), &mut port_id) } != 0 {
+            unprobe();
             return Err(fail(
-                "no such ethdev (give it with --vdev, or bind the NIC to a DPDK driver)".into(),
+                "no such ethdev (give it with --vdev or devargs, or bind the NIC to a DPDK driver)"
+                    .into(),
             ));
         }
-        let check = |what: &str, r: i32| -> Result<(), DpdkError> {
+        let r = Self::setup(port_id, pool, rx_desc, tx_desc, opts.ends);
+        let (mac, rx_ts) = match r {
+            Ok(v) => v,
+            Err(why) => {
+                unprobe();
+                return Err(fail(why));
+            }
+        };
+        Ok(DpdkPort {
+            name: name.to_string(),
+            device: device.to_string(),
+            id,
+            port_id,
+            pool_id: pool.pool().id(),
+            mp: pool.mp,
+            stats: PortStats::default(),
+            mac: mac.addr_bytes,
+            probed,
+            ends: opts.ends,
+            ended: false,
+            rx_ts,
+            scratch: Box::new([null_mut(); BURST_MAX]),
+            copied: Box::new([false; BURST_MAX]),
+        })
+    }
+
+    /// Configures and starts `port_id` with one queue pair; with `timestamps`, turns on the
+    /// receive timestamp offload where the device has it.
+    #[allow(clippy::type_complexity)]
+    fn setup(
+        port_id: u16,
+        pool: &DpdkPool,
+        rx_desc: u16,
+        tx_desc: u16,
+        timestamps: bool,
+    ) -> Result<(sys::rte_ether_addr, Option<(usize, u64)>), String> {
+        let check = |what: &str, r: i32| -> Result<(), String> {
             if r < 0 {
-                Err(fail(format!("{what}: {}", super::strerror(-r))))
+                Err(format!("{what}: {}", super::strerror(-r)))
             } else {
                 Ok(())
             }
         };
         let mut mac = sys::rte_ether_addr::default();
+        let mut rx_ts = None;
         // SAFETY: port_id exists; every pointer is valid for the call; the mempool lives for
         // the process.
         unsafe {
-            let conf = sys::rte_eth_conf::default();
+            let mut conf = sys::rte_eth_conf::default();
+            if timestamps {
+                let mut info = sys::rte_eth_dev_info::default();
+                check("device info", sys::rte_eth_dev_info_get(port_id, &mut info))?;
+                let ts = RX_OFFLOAD_TIMESTAMP;
+                if info.rx_offload_capa & ts != 0 {
+                    let (mut off, mut flag) = (0i32, 0u64);
+                    if sys::rte_mbuf_dyn_rx_timestamp_register(&mut off, &mut flag) == 0 {
+                        conf.rxmode.offloads |= ts;
+                        rx_ts = Some((off as usize, flag));
+                    }
+                }
+            }
             check(
                 "configure",
                 sys::rte_eth_dev_configure(port_id, 1, 1, &conf),
@@ -253,17 +384,7 @@ impl DpdkPort {
             let _ = sys::rte_eth_promiscuous_enable(port_id);
             let _ = sys::rte_eth_macaddr_get(port_id, &mut mac);
         }
-        Ok(DpdkPort {
-            name: name.to_string(),
-            id,
-            port_id,
-            pool_id: pool.pool().id(),
-            mp: pool.mp,
-            stats: PortStats::default(),
-            mac: mac.addr_bytes,
-            scratch: Box::new([null_mut(); BURST_MAX]),
-            copied: Box::new([false; BURST_MAX]),
-        })
+        Ok((mac, rx_ts))
     }
 
     /// The device's own counters (`rte_eth_stats_get`).
@@ -281,6 +402,12 @@ impl Drop for DpdkPort {
         unsafe {
             sys::rte_eth_dev_stop(self.port_id);
             sys::rte_eth_dev_close(self.port_id);
+        }
+        if self.probed {
+            if let Ok(dev) = CString::new(self.device.as_str()) {
+                // SAFETY: EAL is up; we created this vdev in `open_with` and it is closed.
+                unsafe { sys::rte_eal_hotplug_remove(c"vdev".as_ptr(), dev.as_ptr()) };
+            }
         }
     }
 }
@@ -307,6 +434,9 @@ impl Port for DpdkPort {
         let ms = &mut *self.scratch;
         // SAFETY: `ms` has room for `want` pointers; the port and queue exist.
         let n = unsafe { sys::dp_rx_burst(self.port_id, queue, ms.as_mut_ptr(), want as u16) };
+        if n == 0 && self.ends && want > 0 {
+            self.ended = true;
+        }
         let mut got = 0;
         for &m in &ms[..n as usize] {
             // SAFETY: DPDK hands us ownership of `m`, an mbuf of one of its pools.
@@ -328,7 +458,13 @@ impl Port for DpdkPort {
                 (*h).egress = NO_EGRESS;
                 (*h).snap_cut = 0;
                 (*h).seq = 0;
-                (*h).timestamp = 0;
+                (*h).timestamp = match self.rx_ts {
+                    Some((off, flag)) if (*m).ol_flags & flag != 0 => {
+                        // The device wrote the timestamp at `off`, a registered dynamic field.
+                        m.cast::<u8>().add(off).cast::<u64>().read_unaligned()
+                    }
+                    _ => 0,
+                };
                 self.stats.rx_bytes += (*m).data_len as u64;
                 let _ = burst.push(Mbuf::from_raw(NonNull::new_unchecked(h)));
             }
@@ -421,6 +557,10 @@ impl Port for DpdkPort {
         self.stats.tx_packets += sent as u64;
         self.stats.tx_bytes += bytes;
         Ok(sent)
+    }
+
+    fn at_end(&self) -> bool {
+        self.ended
     }
 
     fn stats(&self) -> PortStats {

@@ -1,10 +1,12 @@
 /* What bindgen reads: the DPDK APIs the `dpdk` feature uses, plus the shim's declarations. */
 #include <rte_config.h>
+#include <rte_dev.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
 #include <rte_mempool.h>
 #include <rte_version.h>
 

@@ -1,0 +1,138 @@
+//! The `dpdk` feature on DPDK's `net_ring` device, a loop: what a port transmits comes back on
+//! its own receive queue. Packets built in the mempool's buffers and packets from one of our
+//! own pools (copied into an `rte_mbuf` on the way out) must come back byte for byte, in order,
+//! with every buffer returned to its pool; and a virtual device created by the port's
+//! `devargs` exists while the port is open and is gone after.
+#![cfg(feature = "dpdk")]
+
+use pmd::dpdk::{DpdkPool, DpdkPort, DpdkPortOptions, Eal};
+use pmd::port::Port;
+use pmd::{Burst, Pool, PoolConfig};
+
+fn eal() -> Eal {
+    Eal::init(&[
+        "--no-huge",
+        "-m",
+        "512",
+        "--no-pci",
+        "--no-shconf",
+        "--no-telemetry",
+        "--log-level",
+        "error",
+        "--vdev",
+        "net_ring0",
+        "-l",
+        "0",
+    ])
+    .expect("EAL")
+}
+
+/// A frame of `len` bytes whose every byte says which packet it is.
+fn frame(i: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|k| (i * 7 + k) as u8).collect()
+}
+
+#[test]
+fn net_ring_loops_packets_back_unchanged() {
+    let eal = eal();
+    let pool = DpdkPool::new(&eal, "loop", 4095, 2048, None).expect("pool");
+    let mut port = DpdkPort::open(&eal, "loop", 0, "net_ring0", &pool, 512, 512).expect("port");
+    let mut cache = pool.pool().cache();
+    // Our own (non-DPDK) pool: its packets are copied into mbufs on transmit.
+    let ours = Pool::new(&PoolConfig {
+        name: "ours".into(),
+        count: 256,
+        ..Default::default()
+    })
+    .expect("our pool");
+    let mut our_cache = ours.cache();
+
+    let mut sent_frames = Vec::new();
+    for round in 0..50 {
+        let mut burst = Burst::new();
+        for k in 0..32 {
+            let i = round * 32 + k;
+            let len = 60 + (i % 1400);
+            let f = frame(i, len);
+            // Every other packet from our own pool.
+            let mut m = if k % 2 == 0 {
+                cache.alloc().expect("mempool buffer")
+            } else {
+                our_cache.alloc().expect("our buffer")
+            };
+            m.set_len(len);
+            m.data_mut().copy_from_slice(&f);
+            sent_frames.push(f);
+            burst.push(m).expect("room");
+        }
+        // Copied buffers of ours are freed into the cache passed in (any pool's cache takes
+        // back buffers of other pools through their shared rings).
+        let sent = port.tx_burst(0, &mut our_cache, &mut burst).expect("tx");
+        assert_eq!(sent, 32, "the ring has room for a burst");
+        assert!(burst.is_empty());
+        let mut back = Burst::new();
+        let got = port.rx_burst(0, &mut cache, &mut back, 32).expect("rx");
+        assert_eq!(got, 32, "what was sent comes back");
+        for (j, m) in back.as_slice().iter().enumerate() {
+            let want = &sent_frames[round * 32 + j];
+            assert_eq!(
+                m.data(),
+                &want[..],
+                "packet {} changed on the loop",
+                round * 32 + j
+            );
+            assert_eq!(m.port(), 0);
+        }
+        cache.free_burst(&mut back);
+    }
+    let st = port.stats();
+    assert_eq!((st.rx_packets, st.tx_packets), (1600, 1600));
+    assert_eq!(port.ethdev_stats().opackets, 1600);
+    drop(cache);
+    drop(our_cache);
+    assert_eq!(
+        pool.pool().shared_free(),
+        4095,
+        "every mbuf is back in the mempool"
+    );
+    assert_eq!(
+        ours.shared_free(),
+        256,
+        "every buffer of ours is back in its pool"
+    );
+}
+
+#[test]
+fn devargs_create_a_device_for_the_port_and_remove_it_after() {
+    let eal = eal();
+    let pool = DpdkPool::new(&eal, "hotplug", 1023, 2048, None).expect("pool");
+    let opts = DpdkPortOptions {
+        rx_desc: 256,
+        tx_desc: 256,
+        devargs: Some("size=128".into()),
+        ends: false,
+    };
+    let mut port =
+        DpdkPort::open_with(&eal, "hp", 0, "net_null7", &pool, &opts).expect("hot-plugged port");
+    let mut cache = pool.pool().cache();
+    let mut burst = Burst::new();
+    assert_eq!(port.rx_burst(0, &mut cache, &mut burst, 8).unwrap(), 8);
+    assert!(
+        burst.as_slice().iter().all(|m| m.len() == 128),
+        "devargs reached the device"
+    );
+    cache.free_burst(&mut burst);
+    drop(port);
+    let err = DpdkPort::open(&eal, "again", 0, "net_null7", &pool, 256, 256)
+        .err()
+        .expect("the device is gone with its port");
+    assert!(err.to_string().contains("no such ethdev"), "{err}");
+    let bad = DpdkPortOptions {
+        devargs: Some("no_such_key=1".into()),
+        ..DpdkPortOptions::default()
+    };
+    let err = DpdkPort::open_with(&eal, "bad", 0, "net_null8", &pool, &bad)
+        .err()
+        .expect("bad devargs are refused");
+    assert!(err.to_string().contains("net_null8"), "{err}");
+}
