@@ -85,7 +85,7 @@ mod dpdk {
             .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free|rte_mempool_obj_iter|rte_mempool_avail_count|rte_socket_id|rte_strerror|rte_thread_register|rte_eth_dev_get_port_by_name")
             .allowlist_function("rte_dev_probe|rte_eal_hotplug_remove|rte_mbuf_dyn_rx_timestamp_register")
             .allowlist_function("dp_.*")
-            .allowlist_type("rte_mbuf|rte_eth_conf|rte_eth_stats|rte_eth_dev_info|rte_ether_addr")
+            .allowlist_type("rte_mbuf|rte_eth_conf|rte_eth_stats|rte_eth_dev_info|rte_ether_addr|rte_eth_rx_mq_mode")
             .derive_default(true)
             .layout_tests(false)
             .generate_comments(false)

@@ -26,10 +26,10 @@ if ! have_dpdk && [ "$(id -u)" -eq 0 ]; then
 fi
 if have_dpdk; then
   cargo clippy -p pmd -p dataplane --features dpdk --all-targets --locked -- -D warnings
-  # pmd's DPDK tests (net_null, net_ring loop, hot-plugged vdevs), and every golden case
-  # again through DPDK net_pcap ports (the `dpdk-pcap` layout).
+  # pmd's DPDK tests (net_null, net_ring loop, hot-plugged vdevs), every golden case again
+  # through DPDK net_pcap ports (the `dpdk-pcap` layout), and two workers on two queues.
   cargo test -p pmd --features dpdk --locked
-  cargo test -p dataplane --features dpdk --locked --test golden
+  cargo test -p dataplane --features dpdk --locked --test golden --test dpdk_queues
 else
   echo "skipping the dpdk feature: libdpdk-dev, libclang-dev or pkg-config is missing; run scripts/setup.sh as root" >&2
 fi

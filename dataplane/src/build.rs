@@ -342,6 +342,7 @@ fn open_ports_in(
                 rx_desc,
                 tx_desc,
                 ends,
+                queues,
             } => {
                 let Some(env) = dpdk else {
                     return Err(BuildError(format!(
@@ -354,6 +355,7 @@ fn open_ports_in(
                     tx_desc: *tx_desc,
                     devargs: devargs.clone(),
                     ends: *ends,
+                    queues: *queues,
                 };
                 let port = pmd::dpdk::DpdkPort::open_with(
                     &env.eal, &p.name, i as u16, device, &env.pool, &opts,
@@ -527,8 +529,9 @@ pub fn describe(cfg: &Config) -> String {
                 rx_desc,
                 tx_desc,
                 ends,
+                queues,
             } => format!(
-                "dpdk {device}{}, {rx_desc} rx / {tx_desc} tx descriptors{}",
+                "dpdk {device}{}, {queues} queue(s) of {rx_desc} rx / {tx_desc} tx descriptors{}",
                 devargs
                     .as_ref()
                     .map_or(String::new(), |a| format!(" ({a})")),

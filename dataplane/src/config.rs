@@ -286,6 +286,9 @@ pub enum PortKind {
         tx_desc: u16,
         /// The device's input ends (a `net_pcap` reading a file), as a pcap port's does.
         ends: bool,
+        /// Receive/transmit queue pairs (one per worker; RSS with a symmetric key spreads
+        /// flows over them).
+        queues: u16,
     },
     /// A kernel interface through AF_PACKET rings (`pmd::port::afpacket`).
     AfPacket {
@@ -722,8 +725,27 @@ impl Config {
             only(
                 "queues",
                 p.queues.as_ref().map(|v| v.span()),
-                &["af-packet"],
+                &["af-packet", "dpdk"],
             )?;
+            // Several queues: one per run-to-completion worker, each worker owning its own.
+            let check_queues = |v: &Option<Spanned<u16>>| -> Result<u16, ConfigError> {
+                let Some(q) = v else { return Ok(1) };
+                let n = *q.get_ref();
+                if n == 1
+                    || (usize::from(n) == workers.len() && e.layout == LayoutMode::RunToCompletion)
+                {
+                    Ok(n)
+                } else {
+                    Err(cx.err(
+                        q.span(),
+                        key("queues"),
+                        format!(
+                            "expected 1, or one per run-to-completion worker ({} here): each worker owns a queue of every port",
+                            workers.len()
+                        ),
+                    ))
+                }
+            };
             for (k, span) in [
                 ("device", p.device.as_ref().map(|v| v.span())),
                 ("devargs", p.devargs.as_ref().map(|v| v.span())),
@@ -883,15 +905,7 @@ impl Config {
                             "expected an interface name of 1 to 15 bytes",
                         ));
                     }
-                    let queues = p.queues.as_ref().map_or(1, |v| *v.get_ref());
-                    if queues != 1 {
-                        let span = p.queues.as_ref().map_or(0..0, |v| v.span());
-                        return Err(cx.err(
-                            span,
-                            key("queues"),
-                            "expected 1: the engine polls one queue per port today",
-                        ));
-                    }
+                    let queues = check_queues(&p.queues)?;
                     PortKind::AfPacket {
                         interface: n.clone(),
                         fanout: p.fanout.as_ref().map(|v| *v.get_ref()),
@@ -940,6 +954,7 @@ impl Config {
                         rx_desc: desc(&p.rx_desc, "rx_desc")?,
                         tx_desc: desc(&p.tx_desc, "tx_desc")?,
                         ends: p.ends.as_ref().is_some_and(|v| *v.get_ref()),
+                        queues: check_queues(&p.queues)?,
                     }
                 }
             };
@@ -1210,7 +1225,8 @@ mod tests {
                 devargs: Some("rx_pcap=in.pcap".into()),
                 rx_desc: 512,
                 tx_desc: 1024,
-                ends: true
+                ends: true,
+                queues: 1
             }
         );
         assert_eq!(

@@ -455,3 +455,109 @@ fn steering_overrides_the_flow_hash() {
         "even ids keep the hash"
     );
 }
+
+/// A null port with several queue pairs, each split off as a null port of its own: the shape
+/// of a multi-queue NIC (DPDK RSS) or an AF_PACKET fanout group.
+struct MultiQueue {
+    inner: NullPort,
+    queues: u16,
+}
+
+impl Port for MultiQueue {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn rx_queues(&self) -> u16 {
+        self.queues
+    }
+    fn tx_queues(&self) -> u16 {
+        self.queues
+    }
+    fn rx_burst(
+        &mut self,
+        q: u16,
+        pool: &mut pmd::PoolCache,
+        burst: &mut pmd::Burst,
+        max: usize,
+    ) -> Result<usize, pmd::port::PortError> {
+        self.inner.rx_burst(q, pool, burst, max)
+    }
+    fn tx_burst(
+        &mut self,
+        q: u16,
+        pool: &mut pmd::PoolCache,
+        burst: &mut pmd::Burst,
+    ) -> Result<usize, pmd::port::PortError> {
+        self.inner.tx_burst(q, pool, burst)
+    }
+    fn take_queue(&mut self, q: u16) -> Option<Box<dyn Port>> {
+        if q == 0 || q + 1 != self.queues {
+            return None;
+        }
+        self.queues -= 1;
+        let name = self.inner.name().to_string();
+        Some(Box::new(MultiQueue {
+            inner: NullPort::new(&name, 0, 64, None),
+            queues: 1,
+        }))
+    }
+    fn stats(&self) -> pmd::port::PortStats {
+        self.inner.stats()
+    }
+}
+
+#[test]
+fn workers_own_the_queues_of_multi_queue_ports() {
+    let mk = || -> Vec<Box<dyn Port>> {
+        vec![
+            Box::new(MultiQueue {
+                inner: NullPort::new("a", 0, 64, None),
+                queues: 2,
+            }),
+            Box::new(MultiQueue {
+                inner: NullPort::new("b", 1, 64, None),
+                queues: 2,
+            }),
+        ]
+    };
+    let chain = || {
+        Box::new(|_: usize| -> Vec<Box<dyn Stage>> {
+            vec![Box::new(dataplane::stages::Forward::new(&[(0, 1), (1, 0)]))]
+        })
+    };
+    let mut o = opts(Layout::RunToCompletion, 2);
+    o.offline = false;
+    o.clock = ClockMode::Tsc;
+    let engine = Engine::new(mk(), pool(), chain(), o.clone()).unwrap();
+    let stop = AtomicBool::new(false);
+    let r = std::thread::scope(|s| {
+        let h = s.spawn(|| engine.run(&stop));
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap().unwrap()
+    });
+    assert!(r.balanced(), "{}", r.render());
+    // Null packets are all alike: a dispatcher hashing flows would give them all to one
+    // worker. Both working means each polled its own queues.
+    assert_eq!(r.workers.len(), 2);
+    assert!(r.workers.iter().all(|w| w.processed > 0), "{}", r.render());
+    // A port's counters are the sum over its queues, under its own name.
+    let names: Vec<&str> = r.ports.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let rx: u64 = r.ports.iter().map(|(_, s)| s.rx_packets).sum();
+    assert_eq!(rx, r.workers.iter().map(|w| w.processed).sum::<u64>());
+
+    // Queues without a worker each, a replay or a steering stage are refused by name.
+    for (workers, offline, steer) in [(1, false, false), (2, true, false), (2, false, true)] {
+        let mut o = opts(Layout::RunToCompletion, workers);
+        o.offline = offline;
+        o.clock = ClockMode::Tsc;
+        if steer {
+            o.steer = Some(Arc::new(OddToLast));
+        }
+        let e = Engine::new(mk(), pool(), chain(), o)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("port a has 2 queues"), "{e}");
+    }
+}

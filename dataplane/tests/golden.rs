@@ -133,6 +133,7 @@ fn to_dpdk(
             rx_desc: 1024,
             tx_desc: 1024,
             ends: true,
+            queues: 1,
         };
     }
     Ok(())

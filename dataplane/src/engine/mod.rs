@@ -299,10 +299,25 @@ impl<'a> Engine<'a> {
             }
         }
         // Buffers parked in per-thread caches and rings must leave enough for the receivers.
-        // The direct shape (one run-to-completion worker) has one thread and no rings.
-        let direct = opts.layout == Layout::RunToCompletion && opts.worker_cores.len() == 1;
+        // The direct shape (run-to-completion workers owning their queues) has no rings.
+        let direct = Self::is_direct(&ports, &opts);
+        if let Some(p) = ports
+            .iter()
+            .find(|p| p.rx_queues() > 1 || p.tx_queues() > 1)
+        {
+            let n = opts.worker_cores.len();
+            if !direct || n == 1 {
+                return Err(EngineError::Config(format!(
+                    "port {} has {} queues: they need as many run-to-completion workers, online, and no steering stage (a NAT); here {n} worker(s){}{}",
+                    p.name(),
+                    p.rx_queues().max(p.tx_queues()),
+                    if opts.offline { ", replay" } else { "" },
+                    if opts.steer.is_some() { ", a steering stage" } else { "" },
+                )));
+            }
+        }
         let (threads, rings) = if direct {
-            (1u64, 0u64)
+            (opts.worker_cores.len() as u64, 0u64)
         } else {
             let t = opts.worker_cores.len() as u64 + 1;
             (t, 2 * t)
@@ -334,13 +349,27 @@ impl<'a> Engine<'a> {
     /// Runs until every input is exhausted (replay) or `stop` is set, then drains what is in
     /// flight, flushes outputs and reports.
     pub fn run(self, stop: &AtomicBool) -> Result<Report, EngineError> {
-        let direct =
-            self.opts.layout == Layout::RunToCompletion && self.opts.worker_cores.len() == 1;
-        if direct {
+        if Self::is_direct(&self.ports, &self.opts) {
             self.run_direct(stop)
         } else {
             self.run_handoff(stop)
         }
+    }
+
+    /// The direct shape: run-to-completion workers that own their ports' queues, with no
+    /// thread between the ports and the chain. One worker always; N workers online when every
+    /// port has N queues (RSS or fanout places the flows) and no stage steers packets the
+    /// device's hash cannot place (a NAT's replies). Replay keeps the dispatching I/O thread,
+    /// which puts output back in input order.
+    fn is_direct(ports: &[Box<dyn Port>], opts: &EngineOptions) -> bool {
+        let n = opts.worker_cores.len();
+        opts.layout == Layout::RunToCompletion
+            && (n == 1
+                || (!opts.offline
+                    && opts.steer.is_none()
+                    && ports.iter().all(|p| {
+                        usize::from(p.rx_queues()) == n && usize::from(p.tx_queues()) == n
+                    })))
     }
 
     fn run_direct(self, stop: &AtomicBool) -> Result<Report, EngineError> {
@@ -350,39 +379,88 @@ impl<'a> Engine<'a> {
             chain,
             opts,
         } = self;
-        let mut stages = chain(0);
-        let core = opts.worker_cores[0];
-        let report = std::thread::scope(|s| {
-            s.spawn(|| -> Result<WorkerReport, EngineError> {
-                pin(core, "worker 0")?;
-                let mut w = Direct {
-                    offline: opts.offline,
-                    seq: 0,
-                    cache: pool.cache(),
-                    runner: ChainRunner::new(stages.len()),
-                    clock: Clock::new(opts.clock),
-                    txbufs: (0..ports.len()).map(|_| Burst::new()).collect(),
-                };
-                w.run(&mut ports, &mut stages, opts.burst, stop)?;
-                Ok(WorkerReport {
-                    core,
-                    processed: w.runner.processed,
-                    drops: w.runner.drops,
-                    stage_drops: stage_drops(&stages, &w.runner),
-                    created: w.runner.created,
-                    held: stages.iter().map(|s| s.held() as u64).sum(),
-                    stages: stage_counters(&stages),
+        let n = opts.worker_cores.len();
+        let names: Vec<String> = ports.iter().map(|p| p.name().to_string()).collect();
+        // Worker w owns queue w of every port (split off from the highest down).
+        let mut sets: Vec<Vec<Box<dyn Port>>> = Vec::with_capacity(n);
+        for w in (1..n).rev() {
+            let mut set = Vec::with_capacity(ports.len());
+            for p in ports.iter_mut() {
+                let q = p.take_queue(w as u16).ok_or_else(|| {
+                    EngineError::Config(format!("port {}: cannot take queue {w}", p.name()))
+                })?;
+                set.push(q);
+            }
+            sets.push(set);
+        }
+        sets.push(ports);
+        sets.reverse();
+        let mut chains: Vec<Vec<Box<dyn Stage>>> = (0..n).map(chain).collect();
+        let results: Vec<Result<WorkerReport, EngineError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = sets
+                .iter_mut()
+                .zip(chains.iter_mut())
+                .enumerate()
+                .map(|(i, (ports, stages))| {
+                    let core = opts.worker_cores[i];
+                    let (pool, opts) = (&pool, &opts);
+                    s.spawn(move || -> Result<WorkerReport, EngineError> {
+                        pin(core, &format!("worker {i}"))?;
+                        let mut w = Direct {
+                            offline: opts.offline,
+                            seq: 0,
+                            cache: pool.cache(),
+                            runner: ChainRunner::new(stages.len()),
+                            clock: Clock::new(opts.clock),
+                            txbufs: (0..ports.len()).map(|_| Burst::new()).collect(),
+                        };
+                        let r = w.run(ports, stages, opts.burst, stop);
+                        if r.is_err() {
+                            // One worker failing stops the others.
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        r?;
+                        Ok(WorkerReport {
+                            core,
+                            processed: w.runner.processed,
+                            drops: w.runner.drops,
+                            stage_drops: stage_drops(stages, &w.runner),
+                            created: w.runner.created,
+                            held: stages.iter().map(|s| s.held() as u64).sum(),
+                            stages: stage_counters(stages),
+                        })
+                    })
                 })
+                .collect();
+            handles
+                .into_iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(EngineError::Config(format!("worker {i} panicked")))
+                    })
+                })
+                .collect()
+        });
+        let mut workers = Vec::with_capacity(n);
+        for r in results {
+            workers.push(r?);
+        }
+        // A port's counters are the sum over its queues.
+        let ports = names
+            .into_iter()
+            .enumerate()
+            .map(|(p, name)| {
+                let mut st = PortStats::default();
+                for set in &sets {
+                    st.add(&set[p].stats());
+                }
+                (name, st)
             })
-            .join()
-            .unwrap_or_else(|_| Err(EngineError::Config("worker 0 panicked".into())))
-        })?;
+            .collect();
         Ok(Report {
-            ports: ports
-                .iter()
-                .map(|p| (p.name().to_string(), p.stats()))
-                .collect(),
-            workers: vec![report],
+            ports,
+            workers,
             io_drops: DropCounters::default(),
         })
     }

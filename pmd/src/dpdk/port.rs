@@ -200,6 +200,11 @@ pub struct DpdkPortOptions {
     /// its end, as for a pcap port, and receive timestamps (the capture's, where the device
     /// offers the timestamp offload) are kept for the replay clock.
     pub ends: bool,
+    /// Receive/transmit queue pairs. With more than one, receive side scaling spreads flows
+    /// over them with a symmetric key (both directions of a flow reach one queue), where the
+    /// device offers RSS; each queue can then be split off for its own worker
+    /// ([`Port::take_queue`]).
+    pub queues: u16,
 }
 
 impl Default for DpdkPortOptions {
@@ -209,22 +214,75 @@ impl Default for DpdkPortOptions {
             tx_desc: 1024,
             devargs: None,
             ends: false,
+            queues: 1,
         }
     }
 }
 
-/// An ethdev port (one queue pair used so far).
+/// `RTE_ETH_RSS_*` bits (macros in `rte_ethdev.h`): IPv4 and IPv6 addresses, fragments, TCP,
+/// UDP and other protocols.
+const RSS_IP_TCP_UDP: u64 = (1 << 2)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 11)
+    | (1 << 13);
+
+/// The symmetric Toeplitz key (`0x6d5a` repeated): the hash of (a, b, pa, pb) equals that of
+/// (b, a, pb, pa), so both directions of a connection reach the same queue, which per-worker
+/// connection tracking needs.
+static SYMMETRIC_RSS_KEY: [u8; 40] = {
+    let mut k = [0u8; 40];
+    let mut i = 0;
+    while i < 40 {
+        k[i] = if i % 2 == 0 { 0x6d } else { 0x5a };
+        i += 1;
+    }
+    k
+};
+
+/// The ethdev itself, shared by the port's queue handles: stopped, closed (and removed, if the
+/// port created it) when the last handle goes.
+struct Device {
+    name: String,
+    port_id: u16,
+    probed: bool,
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        // SAFETY: the port was started by `open_with`; stopping and closing it once is allowed.
+        unsafe {
+            sys::rte_eth_dev_stop(self.port_id);
+            sys::rte_eth_dev_close(self.port_id);
+        }
+        if self.probed {
+            if let Ok(dev) = CString::new(self.name.as_str()) {
+                // SAFETY: EAL is up; we created this vdev in `open_with` and it is closed.
+                unsafe { sys::rte_eal_hotplug_remove(c"vdev".as_ptr(), dev.as_ptr()) };
+            }
+        }
+    }
+}
+
+/// An ethdev port, or one queue pair of it split off for a worker.
 pub struct DpdkPort {
     name: String,
-    device: String,
+    dev: std::sync::Arc<Device>,
     id: u16,
     port_id: u16,
+    /// The first queue pair this handle polls (its queue 0).
+    base: u16,
+    /// Queue pairs this handle holds (from `base`).
+    queues: u16,
     pool_id: u32,
     mp: usize,
     stats: PortStats,
     mac: [u8; 6],
-    /// We created the device (`devargs`) and remove it when the port closes.
-    probed: bool,
     /// See [`DpdkPortOptions::ends`].
     ends: bool,
     /// An empty receive was seen on an `ends` port.
@@ -306,7 +364,14 @@ impl DpdkPort {
                     .into(),
             ));
         }
-        let r = Self::setup(port_id, pool, rx_desc, tx_desc, opts.ends);
+        let r = Self::setup(
+            port_id,
+            pool,
+            rx_desc,
+            tx_desc,
+            opts.ends,
+            opts.queues.max(1),
+        );
         let (mac, rx_ts) = match r {
             Ok(v) => v,
             Err(why) => {
@@ -316,14 +381,19 @@ impl DpdkPort {
         };
         Ok(DpdkPort {
             name: name.to_string(),
-            device: device.to_string(),
+            dev: std::sync::Arc::new(Device {
+                name: device.to_string(),
+                port_id,
+                probed,
+            }),
             id,
             port_id,
+            base: 0,
+            queues: opts.queues.max(1),
             pool_id: pool.pool().id(),
             mp: pool.mp,
             stats: PortStats::default(),
             mac: mac.addr_bytes,
-            probed,
             ends: opts.ends,
             ended: false,
             rx_ts,
@@ -332,8 +402,9 @@ impl DpdkPort {
         })
     }
 
-    /// Configures and starts `port_id` with one queue pair; with `timestamps`, turns on the
-    /// receive timestamp offload where the device has it.
+    /// Configures and starts `port_id` with `queues` queue pairs (RSS with the symmetric key
+    /// over several, where the device has it); with `timestamps`, turns on the receive
+    /// timestamp offload where the device has it.
     #[allow(clippy::type_complexity)]
     fn setup(
         port_id: u16,
@@ -341,6 +412,7 @@ impl DpdkPort {
         rx_desc: u16,
         tx_desc: u16,
         timestamps: bool,
+        queues: u16,
     ) -> Result<(sys::rte_ether_addr, Option<(usize, u64)>), String> {
         let check = |what: &str, r: i32| -> Result<(), String> {
             if r < 0 {
@@ -355,9 +427,22 @@ impl DpdkPort {
         // the process.
         unsafe {
             let mut conf = sys::rte_eth_conf::default();
+            let mut info = sys::rte_eth_dev_info::default();
+            check("device info", sys::rte_eth_dev_info_get(port_id, &mut info))?;
+            if queues > info.max_rx_queues || queues > info.max_tx_queues {
+                return Err(format!(
+                    "{queues} queues asked, the device has at most {} rx / {} tx",
+                    info.max_rx_queues, info.max_tx_queues
+                ));
+            }
+            let hf = RSS_IP_TCP_UDP & info.flow_type_rss_offloads;
+            if queues > 1 && hf != 0 {
+                conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+                conf.rx_adv_conf.rss_conf.rss_key = SYMMETRIC_RSS_KEY.as_ptr().cast_mut();
+                conf.rx_adv_conf.rss_conf.rss_key_len = SYMMETRIC_RSS_KEY.len() as u8;
+                conf.rx_adv_conf.rss_conf.rss_hf = hf;
+            }
             if timestamps {
-                let mut info = sys::rte_eth_dev_info::default();
-                check("device info", sys::rte_eth_dev_info_get(port_id, &mut info))?;
                 let ts = RX_OFFLOAD_TIMESTAMP;
                 if info.rx_offload_capa & ts != 0 {
                     let (mut off, mut flag) = (0i32, 0u64);
@@ -369,17 +454,26 @@ impl DpdkPort {
             }
             check(
                 "configure",
-                sys::rte_eth_dev_configure(port_id, 1, 1, &conf),
+                sys::rte_eth_dev_configure(port_id, queues, queues, &conf),
             )?;
             let sock = sys::rte_eth_dev_socket_id(port_id).max(0) as u32;
-            check(
-                "rx queue",
-                sys::rte_eth_rx_queue_setup(port_id, 0, rx_desc, sock, std::ptr::null(), pool.mp()),
-            )?;
-            check(
-                "tx queue",
-                sys::rte_eth_tx_queue_setup(port_id, 0, tx_desc, sock, std::ptr::null()),
-            )?;
+            for q in 0..queues {
+                check(
+                    "rx queue",
+                    sys::rte_eth_rx_queue_setup(
+                        port_id,
+                        q,
+                        rx_desc,
+                        sock,
+                        std::ptr::null(),
+                        pool.mp(),
+                    ),
+                )?;
+                check(
+                    "tx queue",
+                    sys::rte_eth_tx_queue_setup(port_id, q, tx_desc, sock, std::ptr::null()),
+                )?;
+            }
             check("start", sys::rte_eth_dev_start(port_id))?;
             let _ = sys::rte_eth_promiscuous_enable(port_id);
             let _ = sys::rte_eth_macaddr_get(port_id, &mut mac);
@@ -393,22 +487,6 @@ impl DpdkPort {
         // SAFETY: the port exists; `st` is a valid out-pointer.
         unsafe { sys::rte_eth_stats_get(self.port_id, &mut st) };
         st
-    }
-}
-
-impl Drop for DpdkPort {
-    fn drop(&mut self) {
-        // SAFETY: the port was started by `open`; stopping and closing it once is allowed.
-        unsafe {
-            sys::rte_eth_dev_stop(self.port_id);
-            sys::rte_eth_dev_close(self.port_id);
-        }
-        if self.probed {
-            if let Ok(dev) = CString::new(self.device.as_str()) {
-                // SAFETY: EAL is up; we created this vdev in `open_with` and it is closed.
-                unsafe { sys::rte_eal_hotplug_remove(c"vdev".as_ptr(), dev.as_ptr()) };
-            }
-        }
     }
 }
 
@@ -432,8 +510,9 @@ impl Port for DpdkPort {
         register_thread();
         let want = max.min(burst.room()).min(BURST_MAX);
         let ms = &mut *self.scratch;
+        let q = self.base + queue;
         // SAFETY: `ms` has room for `want` pointers; the port and queue exist.
-        let n = unsafe { sys::dp_rx_burst(self.port_id, queue, ms.as_mut_ptr(), want as u16) };
+        let n = unsafe { sys::dp_rx_burst(self.port_id, q, ms.as_mut_ptr(), want as u16) };
         if n == 0 && self.ends && want > 0 {
             self.ended = true;
         }
@@ -453,7 +532,7 @@ impl Port for DpdkPort {
                 (*h).data_off = (*m).data_off;
                 (*h).data_len = (*m).data_len;
                 (*h).port = self.id;
-                (*h).queue = queue;
+                (*h).queue = q;
                 (*h).flags = 0;
                 (*h).egress = NO_EGRESS;
                 (*h).snap_cut = 0;
@@ -531,7 +610,8 @@ impl Port for DpdkPort {
         }
         // SAFETY: `ms[..k]` are valid mbufs we own; the device takes ownership of those sent.
         let sent =
-            unsafe { sys::dp_tx_burst(self.port_id, queue, ms.as_mut_ptr(), k as u16) } as usize;
+            unsafe { sys::dp_tx_burst(self.port_id, self.base + queue, ms.as_mut_ptr(), k as u16) }
+                as usize;
         for i in sent..k {
             if copied[i] {
                 // SAFETY: our unsent copy, still owned by us.
@@ -572,8 +652,44 @@ impl Port for DpdkPort {
         self.ended
     }
 
+    fn rx_queues(&self) -> u16 {
+        self.queues
+    }
+
+    fn tx_queues(&self) -> u16 {
+        self.queues
+    }
+
+    fn take_queue(&mut self, q: u16) -> Option<Box<dyn Port>> {
+        if q == 0 || q + 1 != self.queues {
+            return None;
+        }
+        self.queues -= 1;
+        Some(Box::new(DpdkPort {
+            name: self.name.clone(),
+            dev: self.dev.clone(),
+            id: self.id,
+            port_id: self.port_id,
+            base: self.base + q,
+            queues: 1,
+            pool_id: self.pool_id,
+            mp: self.mp,
+            stats: PortStats::default(),
+            mac: self.mac,
+            ends: self.ends,
+            ended: false,
+            rx_ts: self.rx_ts,
+            scratch: Box::new([null_mut(); BURST_MAX]),
+            copied: Box::new([false; BURST_MAX]),
+        }))
+    }
+
     fn stats(&self) -> PortStats {
         let mut s = self.stats;
+        if self.base != 0 {
+            // The device's own counters are reported once, by the handle of queue 0.
+            return s;
+        }
         let e = self.ethdev_stats();
         s.drops[PortDrop::RxNoBuffer as usize] += e.rx_nombuf;
         s.drops[PortDrop::RxMissed as usize] += e.imissed;

@@ -10,8 +10,11 @@
 //!   transmissions are not looped back (`PACKET_IGNORE_OUTGOING`, and outgoing packets are skipped
 //!   if the kernel predates it). With more than one queue, the receive sockets join one
 //!   `PACKET_FANOUT` group in hash mode, so the kernel spreads flows over the queues (one queue
-//!   per worker); the kernel's flow hash is not symmetric, so both directions of a connection
-//!   may land on different queues.
+//!   per worker, each split off with [`Port::take_queue`]). The kernel's own flow hash
+//!   (`skb_get_hash`, computed when the device gave none, as on veth) is symmetric: both
+//!   directions of a connection reach one queue. A NIC that hands the kernel its own RSS hash
+//!   may break that; run stateful stages on such a NIC with one queue (or through DPDK, whose
+//!   RSS is set up with a symmetric key).
 //! - **Transmit**: a `TPACKET_V2` ring on a second socket opened with protocol 0 (it receives
 //!   nothing). Packets are copied into free frames marked `TP_STATUS_SEND_REQUEST`, then one
 //!   `sendto` per burst (`MSG_DONTWAIT`) kicks the kernel. V2 rather than V3 for transmit:
@@ -584,6 +587,25 @@ impl Port for AfPacketPort {
             }
         }
         Ok(())
+    }
+
+    fn take_queue(&mut self, q: u16) -> Option<Box<dyn Port>> {
+        if q == 0 || usize::from(q) + 1 != self.queues.len() {
+            return None;
+        }
+        let queue = self.queues.pop()?;
+        self.cfg.queues -= 1;
+        Some(Box::new(AfPacketPort {
+            name: self.name.clone(),
+            id: self.id,
+            cfg: AfPacketConfig {
+                queues: 1,
+                ..self.cfg.clone()
+            },
+            queues: vec![queue],
+            stats: PortStats::default(),
+            mac: self.mac,
+        }))
     }
 
     fn stats(&self) -> PortStats {

@@ -110,6 +110,17 @@ impl PortStats {
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
     }
+
+    /// Adds `o` (another queue's counters of the same port).
+    pub fn add(&mut self, o: &PortStats) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        for (a, b) in self.drops.iter_mut().zip(o.drops) {
+            *a += b;
+        }
+    }
 }
 
 /// A fatal port error (the port cannot go on).
@@ -176,6 +187,17 @@ pub trait Port: Send {
     /// True once the port will never receive again (end of a capture file).
     fn at_end(&self) -> bool {
         false
+    }
+
+    /// Splits queue pair `q` (1 or more) off into a port of its own, polled as its queue 0,
+    /// with its own counters; this port keeps queue 0. With as many queue pairs as workers,
+    /// each run-to-completion worker owns a queue of every port outright (no dispatching
+    /// thread), and the device (RSS with a symmetric key, or a symmetric fanout hash) keeps
+    /// both directions of a flow on one queue. Queues are taken from the highest down (the
+    /// engine takes N-1 first); `None` if there is no such queue.
+    fn take_queue(&mut self, q: u16) -> Option<Box<dyn Port>> {
+        let _ = q;
+        None
     }
 
     /// Counters.
