@@ -54,6 +54,10 @@ pub const NO_EGRESS: u16 = u16::MAX;
 
 /// Flag: `flow_hash` holds a valid symmetric flow hash.
 pub const FLAG_HASH_VALID: u16 = 1;
+/// Flag: the device checked the IPv4 header checksum on receive and found it right.
+pub const FLAG_IP_CSUM_GOOD: u16 = 2;
+/// Flag: the device checked the IPv4 header checksum on receive and found it wrong.
+pub const FLAG_IP_CSUM_BAD: u16 = 4;
 
 /// An owned packet buffer.
 pub struct Mbuf(NonNull<MbufHdr>);
@@ -251,6 +255,32 @@ impl Mbuf {
         let h = self.hdr_mut();
         h.flow_hash = hash;
         h.flags |= FLAG_HASH_VALID;
+    }
+    /// What the receiving device's checksum offload said of the IPv4 header checksum:
+    /// `Some(true)` right, `Some(false)` wrong, `None` not checked (no offload, not IPv4).
+    /// Stages that rewrite the header update the checksum incrementally, which keeps a right
+    /// one right and a wrong one wrong, so the verdict holds along the chain.
+    #[inline(always)]
+    pub fn ip_csum_offload(&self) -> Option<bool> {
+        let f = self.hdr().flags;
+        if f & FLAG_IP_CSUM_GOOD != 0 {
+            Some(true)
+        } else if f & FLAG_IP_CSUM_BAD != 0 {
+            Some(false)
+        } else {
+            None
+        }
+    }
+    /// Records the device's verdict on the IPv4 header checksum (see [`Mbuf::ip_csum_offload`]).
+    #[inline(always)]
+    pub fn set_ip_csum_offload(&mut self, v: Option<bool>) {
+        let h = self.hdr_mut();
+        h.flags &= !(FLAG_IP_CSUM_GOOD | FLAG_IP_CSUM_BAD);
+        h.flags |= match v {
+            Some(true) => FLAG_IP_CSUM_GOOD,
+            Some(false) => FLAG_IP_CSUM_BAD,
+            None => 0,
+        };
     }
     /// Receive (or capture) timestamp, nanoseconds.
     #[inline(always)]

@@ -13,13 +13,22 @@ use std::ffi::CString;
 use std::ptr::{null_mut, NonNull};
 
 use super::{sys, DpdkError, Eal};
-use crate::mbuf::{Burst, Mbuf, MbufHdr, BURST_MAX, HDR_SIZE, INDEX_BITS, NO_EGRESS};
+use crate::mbuf::{
+    Burst, Mbuf, MbufHdr, BURST_MAX, FLAG_IP_CSUM_BAD, FLAG_IP_CSUM_GOOD, HDR_SIZE, INDEX_BITS,
+    NO_EGRESS,
+};
 use crate::pool::{ExternalStore, Pool, PoolCache};
 use crate::port::{Port, PortDrop, PortError, PortStats};
 
 /// `RTE_ETH_RX_OFFLOAD_TIMESTAMP` (`RTE_BIT64(14)` in `rte_ethdev.h`, a macro bindgen cannot
 /// evaluate).
 const RX_OFFLOAD_TIMESTAMP: u64 = 1 << 14;
+/// `RTE_ETH_RX_OFFLOAD_IPV4_CKSUM`.
+const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
+/// `RTE_MBUF_F_RX_IP_CKSUM_MASK`, `_GOOD` and `_BAD` (`rte_mbuf_core.h`).
+const RX_IP_CKSUM_MASK: u64 = (1 << 4) | (1 << 7);
+const RX_IP_CKSUM_GOOD: u64 = 1 << 7;
+const RX_IP_CKSUM_BAD: u64 = 1 << 4;
 
 thread_local! {
     static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -289,6 +298,8 @@ pub struct DpdkPort {
     ended: bool,
     /// Where the receive timestamp sits in the mbuf, and the flag that says it is set.
     rx_ts: Option<(usize, u64)>,
+    /// The device checks IPv4 header checksums on receive (its verdict goes to the header).
+    rx_csum: bool,
     /// Scratch for bursts of mbuf pointers, kept here so no burst zero-fills a fresh array.
     scratch: Box<[*mut sys::rte_mbuf; BURST_MAX]>,
     copied: Box<[bool; BURST_MAX]>,
@@ -372,7 +383,7 @@ impl DpdkPort {
             opts.ends,
             opts.queues.max(1),
         );
-        let (mac, rx_ts) = match r {
+        let (mac, rx_ts, rx_csum) = match r {
             Ok(v) => v,
             Err(why) => {
                 unprobe();
@@ -397,14 +408,17 @@ impl DpdkPort {
             ends: opts.ends,
             ended: false,
             rx_ts,
+            rx_csum,
             scratch: Box::new([null_mut(); BURST_MAX]),
             copied: Box::new([false; BURST_MAX]),
         })
     }
 
     /// Configures and starts `port_id` with `queues` queue pairs (RSS with the symmetric key
-    /// over several, where the device has it); with `timestamps`, turns on the receive
-    /// timestamp offload where the device has it.
+    /// over several, where the device has it) and the IPv4 header checksum check on receive
+    /// where the device has it; with `timestamps`, turns on the receive timestamp offload where
+    /// the device has it. Returns the MAC, the timestamp field and whether checksums are
+    /// checked.
     #[allow(clippy::type_complexity)]
     fn setup(
         port_id: u16,
@@ -413,7 +427,7 @@ impl DpdkPort {
         tx_desc: u16,
         timestamps: bool,
         queues: u16,
-    ) -> Result<(sys::rte_ether_addr, Option<(usize, u64)>), String> {
+    ) -> Result<(sys::rte_ether_addr, Option<(usize, u64)>, bool), String> {
         let check = |what: &str, r: i32| -> Result<(), String> {
             if r < 0 {
                 Err(format!("{what}: {}", super::strerror(-r)))
@@ -423,6 +437,7 @@ impl DpdkPort {
         };
         let mut mac = sys::rte_ether_addr::default();
         let mut rx_ts = None;
+        let rx_csum;
         // SAFETY: port_id exists; every pointer is valid for the call; the mempool lives for
         // the process.
         unsafe {
@@ -441,6 +456,10 @@ impl DpdkPort {
                 conf.rx_adv_conf.rss_conf.rss_key = SYMMETRIC_RSS_KEY.as_ptr().cast_mut();
                 conf.rx_adv_conf.rss_conf.rss_key_len = SYMMETRIC_RSS_KEY.len() as u8;
                 conf.rx_adv_conf.rss_conf.rss_hf = hf;
+            }
+            rx_csum = info.rx_offload_capa & RX_OFFLOAD_IPV4_CKSUM != 0;
+            if rx_csum {
+                conf.rxmode.offloads |= RX_OFFLOAD_IPV4_CKSUM;
             }
             if timestamps {
                 let ts = RX_OFFLOAD_TIMESTAMP;
@@ -478,7 +497,7 @@ impl DpdkPort {
             let _ = sys::rte_eth_promiscuous_enable(port_id);
             let _ = sys::rte_eth_macaddr_get(port_id, &mut mac);
         }
-        Ok((mac, rx_ts))
+        Ok((mac, rx_ts, rx_csum))
     }
 
     /// The device's own counters (`rte_eth_stats_get`).
@@ -533,7 +552,15 @@ impl Port for DpdkPort {
                 (*h).data_len = (*m).data_len;
                 (*h).port = self.id;
                 (*h).queue = q;
-                (*h).flags = 0;
+                (*h).flags = if self.rx_csum {
+                    match (*m).ol_flags & RX_IP_CKSUM_MASK {
+                        RX_IP_CKSUM_GOOD => FLAG_IP_CSUM_GOOD,
+                        RX_IP_CKSUM_BAD => FLAG_IP_CSUM_BAD,
+                        _ => 0,
+                    }
+                } else {
+                    0
+                };
                 (*h).egress = NO_EGRESS;
                 (*h).snap_cut = 0;
                 (*h).seq = 0;
@@ -679,6 +706,7 @@ impl Port for DpdkPort {
             ends: self.ends,
             ended: false,
             rx_ts: self.rx_ts,
+            rx_csum: self.rx_csum,
             scratch: Box::new([null_mut(); BURST_MAX]),
             copied: Box::new([false; BURST_MAX]),
         }))
