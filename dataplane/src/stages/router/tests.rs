@@ -25,6 +25,8 @@ struct Harness {
     runner: ChainRunner,
     stages: Vec<Box<dyn Stage>>,
     seq: u64,
+    /// The receiving device's checksum verdict given to every packet (`None`: no offload).
+    csum_offload: Option<bool>,
 }
 
 /// Output: (egress port, frame).
@@ -47,6 +49,7 @@ impl Harness {
             runner: ChainRunner::new(1),
             stages: vec![st],
             seq: 0,
+            csum_offload: None,
         }
     }
 
@@ -68,6 +71,7 @@ impl Harness {
             m.set_port(*p);
             m.set_seq(self.seq);
             m.set_timestamp(now);
+            m.set_ip_csum_offload(self.csum_offload);
             self.seq += 1;
             burst.push(m).unwrap();
         }
@@ -329,6 +333,28 @@ fn bad_headers_are_counted() {
     assert_eq!(h.drops(drop::BAD_CHECKSUM), 1);
     assert_eq!(h.drops(drop::MALFORMED), 1);
     assert_eq!(h.counter("icmp_sent"), 0);
+}
+
+#[test]
+fn the_devices_checksum_verdict_is_used_when_there_is_one() {
+    let good = v4("10.0.0.99", "8.8.8.8", 64, 17, false, &[], &udp_payload(20));
+    let mut bad_sum = good.clone();
+    bad_sum[24] ^= 0xff;
+    // The device said wrong: dropped without summing (even if the sum would pass).
+    let mut h = harness();
+    h.csum_offload = Some(false);
+    assert!(h.run(1, &[(0, good.clone())]).is_empty());
+    assert_eq!(h.drops(drop::BAD_CHECKSUM), 1);
+    // The device said right: trusted (the sum is not recomputed).
+    let mut h = harness();
+    h.csum_offload = Some(true);
+    assert_eq!(h.run(1, &[(0, bad_sum.clone())]).len(), 1);
+    assert_eq!(h.drops(drop::BAD_CHECKSUM), 0);
+    // No verdict: summed in software.
+    let mut h = harness();
+    assert!(h.run(1, &[(0, bad_sum)]).is_empty());
+    assert_eq!(h.run(1, &[(0, good)]).len(), 1);
+    assert_eq!(h.drops(drop::BAD_CHECKSUM), 1);
 }
 
 /// Decodes an ICMPv4 error frame: (type, code, rest, quoted bytes); checks both checksums and
