@@ -480,6 +480,47 @@ impl Burst {
         }
     }
 
+    /// Where the next pushed buffer goes: `room()` slots from here are free. For a driver's
+    /// receive loop, which writes buffers there and then calls [`Burst::set_len`] once.
+    #[inline(always)]
+    pub(crate) fn spare_ptr(&mut self) -> *mut Mbuf {
+        // SAFETY: `len <= BURST_MAX`, so the pointer is within (or one past) the array.
+        unsafe { self.bufs.as_mut_ptr().add(self.len).cast() }
+    }
+
+    /// Sets the length after buffers were written through [`Burst::spare_ptr`].
+    ///
+    /// # Safety
+    /// `n <= BURST_MAX`, and every slot below `n` holds an initialised buffer owned by the
+    /// burst.
+    #[inline(always)]
+    pub(crate) unsafe fn set_len(&mut self, n: usize) {
+        self.len = n;
+    }
+
+    /// Moves every buffer to the end of `dst`, in order, with one copy of the pointers; if
+    /// `dst` has no room for them all, moves nothing and returns false.
+    #[inline]
+    pub fn append_to(&mut self, dst: &mut Burst) -> bool {
+        let n = self.len;
+        if dst.room() < n {
+            return false;
+        }
+        // SAFETY: slots [0, n) of self are initialised and [dst.len, dst.len + n) of dst are
+        // free (room checked); the two bursts are distinct (`&mut`), so the ranges do not
+        // overlap. Ownership moves: self forgets the buffers (len = 0) as dst takes them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.bufs.as_ptr(),
+                dst.bufs.as_mut_ptr().add(dst.len),
+                n,
+            );
+        }
+        dst.len += n;
+        self.len = 0;
+        true
+    }
+
     /// Removes the first `n` buffers without freeing them (their ownership has moved on).
     #[inline]
     pub(crate) fn forget_front(&mut self, n: usize) {

@@ -697,6 +697,35 @@ mod tests {
     }
 
     #[test]
+    fn append_to_moves_all_in_order_or_nothing() {
+        let pool = small(600);
+        let mut c = pool.cache();
+        let mut a = Burst::new();
+        let mut b = Burst::new();
+        assert_eq!(c.alloc_burst(&mut a, 10), 10);
+        assert_eq!(c.alloc_burst(&mut b, 5), 5);
+        let want: Vec<u32> = b
+            .as_slice()
+            .iter()
+            .chain(a.as_slice())
+            .map(|m| m.handle())
+            .collect();
+        assert!(a.append_to(&mut b));
+        assert!(a.is_empty());
+        let got: Vec<u32> = b.as_slice().iter().map(|m| m.handle()).collect();
+        assert_eq!(got, want);
+        // No room for all: nothing moves.
+        let mut full = Burst::new();
+        assert_eq!(c.alloc_burst(&mut full, BURST_MAX), BURST_MAX);
+        assert!(!b.append_to(&mut full));
+        assert_eq!((b.len(), full.len()), (15, BURST_MAX));
+        c.free_burst(&mut b);
+        c.free_burst(&mut full);
+        drop(c);
+        assert_eq!(pool.shared_free(), 600, "nothing lost or freed twice");
+    }
+
+    #[test]
     fn buffer_geometry_and_reset() {
         let pool = small(4);
         let mut c = pool.cache();

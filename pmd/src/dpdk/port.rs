@@ -535,24 +535,32 @@ impl Port for DpdkPort {
         if n == 0 && self.ends && want > 0 {
             self.ended = true;
         }
-        let mut got = 0;
+        // Loop invariants in locals (registers), the burst written through its spare room and
+        // its length set once: the compiler cannot keep them in registers across the raw
+        // header stores otherwise.
+        let (id, mp, rx_csum, rx_ts) = (self.id, self.mp, self.rx_csum, self.rx_ts);
+        let out = burst.spare_ptr();
+        let mut got = 0usize;
+        let mut bytes = 0u64;
+        let mut oversize = 0u64;
         for &m in &ms[..n as usize] {
             // SAFETY: DPDK hands us ownership of `m`, an mbuf of one of its pools.
             unsafe {
-                if (*m).nb_segs != 1 || (*m).pool as usize != self.mp {
+                if (*m).nb_segs != 1 || (*m).pool as usize != mp {
                     // A chained (multi-segment) frame, or one from a pool we did not give
                     // the device: it does not fit one of our buffers.
-                    self.stats.drop_one(PortDrop::RxOversize);
+                    oversize += 1;
                     let mut one = m;
                     sys::dp_pktmbuf_free_bulk(&mut one, 1);
                     continue;
                 }
                 let h = m.cast::<u8>().add(HDR_SIZE).cast::<MbufHdr>();
+                let len = (*m).data_len;
                 (*h).data_off = (*m).data_off;
-                (*h).data_len = (*m).data_len;
-                (*h).port = self.id;
+                (*h).data_len = len;
+                (*h).port = id;
                 (*h).queue = q;
-                (*h).flags = if self.rx_csum {
+                (*h).flags = if rx_csum {
                     match (*m).ol_flags & RX_IP_CKSUM_MASK {
                         RX_IP_CKSUM_GOOD => FLAG_IP_CSUM_GOOD,
                         RX_IP_CKSUM_BAD => FLAG_IP_CSUM_BAD,
@@ -564,18 +572,24 @@ impl Port for DpdkPort {
                 (*h).egress = NO_EGRESS;
                 (*h).snap_cut = 0;
                 (*h).seq = 0;
-                (*h).timestamp = match self.rx_ts {
+                (*h).timestamp = match rx_ts {
                     Some((off, flag)) if (*m).ol_flags & flag != 0 => {
                         // The device wrote the timestamp at `off`, a registered dynamic field.
                         m.cast::<u8>().add(off).cast::<u64>().read_unaligned()
                     }
                     _ => 0,
                 };
-                self.stats.rx_bytes += (*m).data_len as u64;
-                let _ = burst.push(Mbuf::from_raw(NonNull::new_unchecked(h)));
+                bytes += u64::from(len);
+                // `got < want <= burst.room()`: the slot is in the spare room.
+                out.add(got)
+                    .write(Mbuf::from_raw(NonNull::new_unchecked(h)));
             }
             got += 1;
         }
+        // SAFETY: the `got` slots after the old length were written above.
+        unsafe { burst.set_len(burst.len() + got) };
+        self.stats.rx_bytes += bytes;
+        self.stats.drops[PortDrop::RxOversize as usize] += oversize;
         self.stats.rx_packets += got as u64;
         Ok(got)
     }
