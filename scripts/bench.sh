@@ -3,6 +3,7 @@
 # regenerates BENCHMARKS.md and the plots:
 #
 #   scripts/bench.sh io [extra bench args]        forward only, vs dpdk-testpmd io on net_null
+#   scripts/bench.sh dpdk-io [args]               the same through our DPDK driver (net_null)
 #   scripts/bench.sh chain-length [args]          1..8 stages on one core
 #   scripts/bench.sh pipeline [args]              two cores, zero-loss rate by binary search
 #   scripts/bench.sh gen-cost [args]              the generator's own cycles per packet
@@ -15,7 +16,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:?usage: scripts/bench.sh SCENARIO (io, chain-length, pipeline, gen-cost, report) [args]}"; shift
-cargo build --release --locked -p bench
+features=()
+if [ "$name" = dpdk-io ]; then
+  features=(--features dpdk)   # the engine over DPDK ports
+fi
+cargo build --release --locked -p bench "${features[@]}"
 bin="${CARGO_TARGET_DIR:-target}/release/bench"
 if [ "$name" = report ]; then
   exec "$bin" report

@@ -193,6 +193,25 @@ enum Cmd {
         #[command(flatten)]
         gen: GenArgs,
     },
+    /// Forward-only through the DPDK driver (two net_null devices, packets kept in their
+    /// rte_mbufs), against dpdk-testpmd io on net_null (interleaved); needs `--features dpdk`.
+    DpdkIo {
+        /// Seconds per run.
+        #[arg(long, default_value_t = 10.0)]
+        secs: f64,
+        /// Runs of ours and of the peer, interleaved (the medians are reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Packets per burst.
+        #[arg(long, default_value_t = 32)]
+        burst: usize,
+        /// Core for the worker (testpmd forwards on lcore 1 too).
+        #[arg(long, default_value_t = 1)]
+        core: usize,
+        /// Skip the DPDK peer.
+        #[arg(long)]
+        no_peer: bool,
+    },
     /// Router: FIB lookups on the full BGP table against dpdk-test-fib; the stage's Mpps.
     Router(scenarios::router::Args),
     /// Firewall: ClassBench against dpdk-test-acl; rule updates; the stage's Mpps.
@@ -229,7 +248,29 @@ fn main() -> std::process::ExitCode {
             len,
             lat_secs,
             no_peer,
-        } => scenarios::io(secs, runs.max(1), burst, core, len, lat_secs, !no_peer),
+        } => scenarios::io(
+            secs,
+            runs.max(1),
+            burst,
+            core,
+            len,
+            lat_secs,
+            !no_peer,
+            false,
+        ),
+        Cmd::DpdkIo {
+            secs,
+            runs,
+            burst,
+            core,
+            no_peer,
+        } => {
+            if cfg!(feature = "dpdk") {
+                scenarios::io(secs, runs.max(1), burst, core, 64, 0.0, !no_peer, true)
+            } else {
+                Err("dpdk-io needs the DPDK driver: build bench with `--features dpdk` (scripts/bench.sh dpdk-io does)".into())
+            }
+        }
         Cmd::ChainLength {
             max_stages,
             secs,

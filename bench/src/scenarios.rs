@@ -337,14 +337,13 @@ pub fn gen_cost_cmd(burst: usize, core: usize, g: &GenConfig) -> Res<()> {
 // ---------------------------------------------------------------------------------------------
 // io
 
-fn io_config(core: usize, burst: usize, len: u16) -> String {
-    format!(
-        r#"[memory]
-buffers = {BUFFERS}
-[engine]
-workers = [{core}]
-burst = {burst}
-[[port]]
+/// The `io` configuration: two null ports (ours, or with `dpdk_run = Some(r)` two DPDK
+/// `net_null` devices created for run `r`, named apart because DPDK keeps a device's name
+/// taken for the life of the process).
+fn io_config(core: usize, burst: usize, len: u16, dpdk_run: Option<usize>) -> String {
+    let ports = match dpdk_run {
+        None => format!(
+            r#"[[port]]
 name = "null0"
 kind = "null"
 packet_len = {len}
@@ -352,7 +351,42 @@ packet_len = {len}
 name = "null1"
 kind = "null"
 packet_len = {len}
-[[stage]]
+"#
+        ),
+        Some(r) => {
+            // No PCI scan (this is about the framework, not a NIC), quiet logs, hugepages when
+            // there are some (DPDK's own choice otherwise: see build.rs).
+            let mem = if pmd::mem::hugepages_free().unwrap_or(0) >= 256 {
+                r#""--in-memory""#.to_string()
+            } else {
+                r#""--no-huge", "--no-shconf", "-m", "1024""#.to_string()
+            };
+            format!(
+                r#"[dpdk]
+eal = [{mem}, "--no-pci", "--no-telemetry", "--log-level", "error"]
+[[port]]
+name = "null0"
+kind = "dpdk"
+device = "net_null{a}"
+devargs = "size={len}"
+[[port]]
+name = "null1"
+kind = "dpdk"
+device = "net_null{b}"
+devargs = "size={len}"
+"#,
+                a = 2 * r,
+                b = 2 * r + 1
+            )
+        }
+    };
+    format!(
+        r#"[memory]
+buffers = {BUFFERS}
+[engine]
+workers = [{core}]
+burst = {burst}
+{ports}[[stage]]
 kind = "forward"
 routes = {{ null0 = "null1", null1 = "null0" }}
 "#
@@ -376,7 +410,8 @@ fn io_once(cfg: &Config, secs: f64) -> Res<f64> {
     Ok(report.sent() as f64 / elapsed.as_secs_f64() / 1e6)
 }
 
-/// `bench io`.
+/// `bench io` (`dpdk`: `bench dpdk-io`, the same through the DPDK driver on `net_null`).
+#[allow(clippy::too_many_arguments)]
 pub fn io(
     secs: f64,
     runs: usize,
@@ -385,13 +420,24 @@ pub fn io(
     len: u16,
     lat_secs: f64,
     peer: bool,
+    dpdk: bool,
 ) -> Res<()> {
-    let text = io_config(core, burst, len);
-    let cfg = Config::parse("<bench io>", &text, Path::new(".")).map_err(|e| e.to_string())?;
+    let scenario = if dpdk { "dpdk-io" } else { "io" };
+    let config_of = |r: usize| -> Res<Config> {
+        let text = io_config(core, burst, len, dpdk.then_some(r));
+        Config::parse(&format!("<bench {scenario}>"), &text, Path::new("."))
+            .map_err(|e| e.to_string())
+    };
+    let cfg = config_of(0)?;
     let hz = pmd::cpu::tsc_hz();
     print_machine();
     println!(
-        "config: 2 null ports ({len} B, no data touched), forward stage, burst {burst}, worker core {core}, {BUFFERS} buffers, {runs} x {secs} s{}",
+        "config: 2 {} ports ({len} B, no data touched), forward stage, burst {burst}, worker core {core}, {BUFFERS} buffers, {runs} x {secs} s{}",
+        if dpdk {
+            "DPDK net_null (packets kept in their rte_mbufs)"
+        } else {
+            "null"
+        },
         if peer { ", interleaved with the peer" } else { "" }
     );
     let peer_secs = secs.max(6.0) + 3.0; // testpmd's first 3 s reading is dropped as warm-up
@@ -401,6 +447,7 @@ pub fn io(
     let mut peer_info: Option<Peer> = None;
     let mut peer_err = None;
     for r in 0..runs {
+        let cfg = if r == 0 { cfg.clone() } else { config_of(r)? };
         let mpps = io_once(&cfg, secs)?;
         println!("  ours run {}: {mpps:.2} Mpps", r + 1);
         ours.push(mpps);
@@ -431,15 +478,15 @@ pub fn io(
     }
     let ours_m = median(&ours);
     println!(
-        "io: ours {ours_m:.2} Mpps on core {core} (median of {runs} x {secs} s), {:.1} cycles/packet at TSC {:.2} GHz",
+        "{scenario}: ours {ours_m:.2} Mpps on core {core} (median of {runs} x {secs} s), {:.1} cycles/packet at TSC {:.2} GHz",
         hz as f64 / (ours_m * 1e6),
         hz as f64 / 1e9
     );
     let mut res = base(
-        "io",
+        scenario,
         serde_json::json!({
             "worker_core": core, "burst": burst, "packet_len": len, "ports": 2,
-            "port_kind": "null", "buffers": BUFFERS, "stages": ["forward"], "secs": secs,
+            "port_kind": if dpdk { "dpdk net_null" } else { "null" }, "buffers": BUFFERS, "stages": ["forward"], "secs": secs,
             "runs": runs, "interleaved": peer,
             "backing": format!("{:?}", pmd::mem::hugepages_free().map(|f| if f > 0 { "hugepages free" } else { "no free hugepages" })),
             "latency_pass": { "secs": lat_secs, "generator": "udp ipv4 1024 flows", "stages": ["forward"] },
@@ -449,7 +496,11 @@ pub fn io(
     res.ours_runs_mpps = ours;
     res.cycles_per_packet = hz as f64 / (ours_m * 1e6);
     res.mpps_per_core = Some(ours_m);
-    if lat_secs > 0.0 {
+    if dpdk {
+        res.latency_note =
+            Some("not measured through net_null (it carries no timestamp); see `io`".into());
+    }
+    if lat_secs > 0.0 && !dpdk {
         let g = GenConfig {
             size: Size::Fixed(len.max(64)),
             ..Default::default()
