@@ -483,6 +483,7 @@ impl Burst {
     /// Where the next pushed buffer goes: `room()` slots from here are free. For a driver's
     /// receive loop, which writes buffers there and then calls [`Burst::set_len`] once.
     #[inline(always)]
+    #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
     pub(crate) fn spare_ptr(&mut self) -> *mut Mbuf {
         // SAFETY: `len <= BURST_MAX`, so the pointer is within (or one past) the array.
         unsafe { self.bufs.as_mut_ptr().add(self.len).cast() }
@@ -494,6 +495,7 @@ impl Burst {
     /// `n <= BURST_MAX`, and every slot below `n` holds an initialised buffer owned by the
     /// burst.
     #[inline(always)]
+    #[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
     pub(crate) unsafe fn set_len(&mut self, n: usize) {
         self.len = n;
     }

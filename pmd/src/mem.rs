@@ -88,8 +88,8 @@ impl Region {
                 Err(_) => {
                     if !FALLBACK_WARNED.swap(true, Ordering::Relaxed) {
                         eprintln!(
-                            "warning: no free 2 MiB hugepages for {} MiB of packet memory ({} free); \
-                             using ordinary pages, expect lower throughput. \
+                            "warning: no free 2 MiB hugepages for {} MiB of packet or table memory \
+                             ({} free); using ordinary pages, expect lower throughput. \
                              Reserve some with scripts/setup-hugepages.sh",
                             len >> 20,
                             hugepages_free().unwrap_or(0)
@@ -158,6 +158,93 @@ impl Region {
     /// The NUMA node the region is bound to, if binding succeeded.
     pub fn node(&self) -> Option<u32> {
         self.node
+    }
+}
+
+/// Plain integer types: every bit pattern, all zeros included, is a valid value, so a freshly
+/// mapped (zeroed) region holds valid elements.
+///
+/// # Safety
+/// Implementors must be `Copy` types without padding, for which any bit pattern is valid.
+pub unsafe trait Plain: Copy + Send + Sync + 'static {}
+// SAFETY: primitive integers: no padding, any bit pattern is a value.
+unsafe impl Plain for u8 {}
+// SAFETY: as above.
+unsafe impl Plain for u16 {}
+// SAFETY: as above.
+unsafe impl Plain for u32 {}
+// SAFETY: as above.
+unsafe impl Plain for u64 {}
+// SAFETY: as above.
+unsafe impl Plain for u128 {}
+
+/// A zero-initialised array of plain integers in its own [`Region`]: big lookup tables (the
+/// router's 32 MiB first-level table) on 2 MiB hugepages when some are free, so that random
+/// lookups miss the TLB far less often (DPDK puts its tables on hugepages too). Without free
+/// hugepages it falls back to ordinary pages with transparent-hugepage advice, and says so once.
+pub struct HugeArray<T: Plain> {
+    region: Region,
+    len: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Plain> HugeArray<T> {
+    /// `len` zeros.
+    pub fn zeroed(len: usize) -> Result<HugeArray<T>, MemError> {
+        let bytes = len.max(1) * std::mem::size_of::<T>();
+        let region = Region::new(bytes, None, HugePolicy::Prefer)?;
+        Ok(HugeArray {
+            region,
+            len,
+            _t: std::marker::PhantomData,
+        })
+    }
+
+    /// A copy of `v`.
+    pub fn from_slice(v: &[T]) -> Result<HugeArray<T>, MemError> {
+        let mut a = Self::zeroed(v.len())?;
+        a.copy_from_slice(v);
+        Ok(a)
+    }
+
+    /// How the memory is backed.
+    pub fn backing(&self) -> Backing {
+        self.region.backing()
+    }
+
+    /// The whole array as a fixed-size array, when its length is `N` (lets the compiler drop
+    /// bounds checks for indexes it can prove below `N`).
+    #[inline(always)]
+    pub fn as_array<const N: usize>(&self) -> Option<&[T; N]> {
+        <&[T; N]>::try_from(&**self).ok()
+    }
+}
+
+impl<T: Plain> std::ops::Deref for HugeArray<T> {
+    type Target = [T];
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        // SAFETY: the region holds at least `len * size_of::<T>()` bytes, page-aligned (so
+        // aligned for T), zero-initialised by the kernel and only ever written as T (Plain: any
+        // bit pattern is valid); it lives as long as self.
+        unsafe { std::slice::from_raw_parts(self.region.as_ptr().cast::<T>(), self.len) }
+    }
+}
+
+impl<T: Plain> std::ops::DerefMut for HugeArray<T> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as for `deref`, with `&mut self` giving exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.region.as_ptr().cast::<T>(), self.len) }
+    }
+}
+
+impl<T: Plain> std::fmt::Debug for HugeArray<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HugeArray")
+            .field("len", &self.len)
+            .field("backing", &self.region.backing())
+            .finish()
     }
 }
 

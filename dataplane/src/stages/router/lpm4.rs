@@ -37,11 +37,16 @@ pub enum LpmError {
     /// A prefix length beyond the address width.
     #[error("prefix length {0} is too long")]
     BadLength(u8),
+    /// The table's memory (this many bytes) could not be mapped.
+    #[error("cannot map {0} bytes of table memory")]
+    Memory(usize),
 }
 
 /// A built DIR-24-8 table. Lookups return the next-hop value (1..=32767) or 0 for no route.
 pub struct Lpm4 {
-    tbl24: Box<[u16; TBL24]>,
+    /// On hugepages where there are free ones (random lookups over 32 MiB would otherwise
+    /// miss the TLB on almost every packet).
+    tbl24: pmd::mem::HugeArray<u16>,
     tbl8: Vec<u16>,
     prefixes: usize,
 }
@@ -71,10 +76,8 @@ impl Lpm4 {
         }
         // Shortest first; among equal prefixes the later input wins (placed last).
         sorted.sort_unstable_by_key(|&(len, addr, _, i)| (len, addr, i));
-        let mut tbl24: Box<[u16; TBL24]> = vec![0u16; TBL24]
-            .into_boxed_slice()
-            .try_into()
-            .expect("length is TBL24");
+        let mut tbl24 =
+            pmd::mem::HugeArray::<u16>::zeroed(TBL24).map_err(|_| LpmError::Memory(TBL24 * 2))?;
         let mut tbl8: Vec<u16> = Vec::new();
         let mut count = 0;
         let mut last: Option<(u8, u32)> = None;
@@ -114,10 +117,19 @@ impl Lpm4 {
         })
     }
 
+    /// The first table as an array (its length is TBL24 by construction, so indexes below
+    /// 2^24 need no bounds check).
+    #[inline(always)]
+    fn t24(&self) -> &[u16; TBL24] {
+        self.tbl24
+            .as_array::<TBL24>()
+            .expect("the first table has TBL24 entries")
+    }
+
     /// The next hop for `addr` (0: no route).
     #[inline(always)]
     pub fn lookup(&self, addr: u32) -> u16 {
-        let e = self.tbl24[(addr >> 8) as usize];
+        let e = self.t24()[(addr >> 8) as usize];
         if e & EXT == 0 {
             e
         } else {
@@ -141,8 +153,9 @@ impl Lpm4 {
         let n = addrs.len().min(out.len());
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
         let mut any_ext = 0u16;
+        let t24 = self.t24();
         for (o, &a) in out.iter_mut().zip(addrs) {
-            let e = self.tbl24[(a >> 8) as usize];
+            let e = t24[(a >> 8) as usize];
             any_ext |= e;
             *o = e;
         }

@@ -22,7 +22,8 @@ pub const MAX_GROUPS: usize = 1 << 22;
 /// A built IPv6 table. Lookups return the next hop value, or 0 for no route.
 pub struct Lpm6 {
     root: Box<[u32; ROOT]>,
-    groups: Vec<u32>,
+    /// The groups, copied onto hugepages (where there are free ones) once built.
+    groups: pmd::mem::HugeArray<u32>,
     prefixes: usize,
 }
 
@@ -111,7 +112,8 @@ impl Lpm6 {
                 slot_grp = g * 256 + byte;
             }
         }
-        groups.shrink_to_fit();
+        let groups = pmd::mem::HugeArray::from_slice(&groups)
+            .map_err(|_| LpmError::Memory(groups.len() * 4))?;
         Ok(Lpm6 {
             root,
             groups,
@@ -169,7 +171,7 @@ impl Lpm6 {
 
     /// Bytes of table memory.
     pub fn memory(&self) -> usize {
-        ROOT * 4 + self.groups.capacity() * 4
+        ROOT * 4 + self.groups.len() * 4
     }
 }
 
