@@ -177,6 +177,22 @@ impl Hasher for KeyHasher {
     }
 }
 
+/// Bytes a `HashMap` (hashbrown's layout) with room for `capacity` entries of `(K, V)` holds:
+/// its buckets (a power of two, at most 7/8 full) and one control byte per bucket plus one
+/// group. An estimate from capacities, without the allocator's own overhead; for memory
+/// figures, not for anything that must be exact.
+pub fn hash_map_bytes<K, V>(capacity: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 {
+        (capacity + 1).next_power_of_two()
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
+    };
+    buckets * (std::mem::size_of::<(K, V)>() + 1) + 16
+}
+
 #[inline(always)]
 fn fold_mul(a: u64, b: u64) -> u64 {
     let r = u128::from(a) * u128::from(b);
@@ -276,6 +292,18 @@ impl Table {
         true
     }
 
+    /// Bytes this table holds: its map and every bucket's rule list (estimated from
+    /// capacities, see [`hash_map_bytes`]).
+    fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Table>()
+            + hash_map_bytes::<TKey, Vec<Entry>>(self.map.capacity())
+            + self
+                .map
+                .values()
+                .map(|b| b.capacity() * std::mem::size_of::<Entry>())
+                .sum::<usize>()
+    }
+
     #[inline(always)]
     fn lookup(&self, k: &PacketKey) -> Option<&Entry> {
         self.map
@@ -365,6 +393,14 @@ impl Space {
         self.tables.len()
     }
 
+    /// Bytes the space holds for lookups: its tables (maps, buckets and the rules in them) and
+    /// the table list. Estimated from capacities ([`hash_map_bytes`]); a table shared with
+    /// another snapshot is counted in each.
+    pub fn memory_bytes(&self) -> usize {
+        self.tables.capacity() * std::mem::size_of::<Arc<Table>>()
+            + self.tables.iter().map(|t| t.memory_bytes()).sum::<usize>()
+    }
+
     /// The first matching rule for one packet.
     #[inline]
     pub fn classify_one(&self, k: &PacketKey) -> Option<Hit> {
@@ -436,6 +472,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Bytes a worker classifies against: both families' spaces ([`Space::memory_bytes`]).
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Snapshot>() + self.v4.memory_bytes() + self.v6.memory_bytes()
+    }
+
     /// The first matching rule.
     #[inline]
     pub fn classify(&self, k: &PacketKey) -> Option<Hit> {
@@ -607,6 +648,14 @@ impl RuleSet {
         w.snap.rules -= 1;
         self.publish(&mut w);
         Ok(())
+    }
+
+    /// Bytes of the writer's own index beside the snapshot (rule by id, priority order):
+    /// what the control side keeps to place updates, which workers never read. Estimated from
+    /// capacities; a B-tree entry is counted at its key and value plus half again for its nodes.
+    pub fn index_bytes(&self) -> usize {
+        let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        hash_map_bytes::<u32, (u32, Rule)>(w.by_id.capacity()) + w.order.len() * 8 * 3 / 2
     }
 
     /// The rules in order (for the oracle and for `describe`).

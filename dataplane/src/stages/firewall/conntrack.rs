@@ -278,6 +278,16 @@ impl Table {
         self.entries.len()
     }
 
+    /// Bytes the table holds, all of it allocated when it was built: the entry slab, the free
+    /// list, the map (two keys per connection; estimated from its capacity, see
+    /// [`super::classifier::hash_map_bytes`]) and the timer wheel.
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Conn>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+            + super::classifier::hash_map_bytes::<FlowKey, u32>(self.map.capacity())
+            + self.wheel.capacity() * std::mem::size_of::<u32>()
+    }
+
     /// Finds `k`: (entry index, direction: 0 originating, 1 reply).
     #[inline]
     pub fn lookup(&self, k: &FlowKey) -> Option<(u32, usize)> {

@@ -320,6 +320,12 @@ impl Firewall {
         self.ct.as_ref().map_or(0, |t| t.len())
     }
 
+    /// This worker's connection table (`None` with `conntrack = false`), read-only: for
+    /// reports and benchmarks (its size, capacity, [`conntrack::Table::memory_bytes`]).
+    pub fn conntrack(&self) -> Option<&conntrack::Table> {
+        self.ct.as_ref()
+    }
+
     fn count_rule(&mut self, id: u32, len: u32) {
         if id == DEFAULT_RULE {
             self.stats.default_packets += 1;
