@@ -9,9 +9,13 @@
 //!   header and a 1500-byte payload;
 //! * `pool`: allocating and freeing a burst of 32 buffers through a per-thread cache;
 //! * `chain`: the engine's stage loop (`ChainRunner::run`) over a burst of 32 with 1, 4 and 8
-//!   forward-like stages, and a whole generator → chain → sink round.
-//!
-//! FIB, classifier and session lookup benches belong with those stages (issues 3, 4, 5).
+//!   forward-like stages, and a whole generator → chain → sink round;
+//! * `fib`: batch lookups of 64 random destinations in an IPv4 table of 500k random prefixes
+//!   (BGP-like lengths) and an IPv6 table of 100k (the full-table figures against DPDK come from
+//!   `bench router`);
+//! * `classifier`: batch classification of 32 keys against 1k and 10k random ClassBench-style
+//!   rules (`bench firewall` runs the real sets against DPDK);
+//! * `nat`: session lookups by inside key in a table of 1M sessions.
 
 // `criterion_group!` defines an undocumented public function.
 #![allow(missing_docs)]
@@ -155,5 +159,139 @@ fn chain(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ring, csum, pool_burst, chain);
+/// A small deterministic generator (xorshift), so every run measures the same tables.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn fib(c: &mut Criterion) {
+    use dataplane::stages::router::lpm4::{mask, Lpm4};
+    use dataplane::stages::router::lpm6::{mask as mask6, Lpm6};
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // BGP-like: mostly /24 and /16-/23; one prefix in 200 longer than /24 (each such /24
+    // needs a second-level group, and a real table has a few thousand).
+    let lens = [24u8, 24, 24, 24, 24, 22, 23, 20, 21, 19, 16, 18, 17];
+    let routes: Vec<(u32, u8, u16)> = (0..500_000)
+        .map(|_| {
+            let len = if rng.next() % 200 == 0 {
+                25 + (rng.next() % 8) as u8
+            } else {
+                lens[(rng.next() % lens.len() as u64) as usize]
+            };
+            (
+                rng.next() as u32 & mask(len),
+                len,
+                1 + (rng.next() % 64) as u16,
+            )
+        })
+        .collect();
+    let t4 = Lpm4::build(&routes).expect("IPv4 table");
+    // A million random destinations, 64 at a time: the table's cache misses are measured,
+    // not a warm repeat of the same 64.
+    let addrs: Vec<u32> = (0..1 << 20).map(|_| rng.next() as u32).collect();
+    let mut out = [0u16; 64];
+    let mut at = 0usize;
+    let mut g = c.benchmark_group("fib");
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("IPv4 lookup_burst 64, 500k prefixes, random", |b| {
+        b.iter(|| {
+            t4.lookup_burst(black_box(&addrs[at..at + 64]), &mut out);
+            at = (at + 64) & ((1 << 20) - 1);
+            black_box(out[0])
+        })
+    });
+    let lens6 = [32u8, 48, 48, 48, 44, 40, 36, 29, 56, 64];
+    let routes6: Vec<(u128, u8, u32)> = (0..100_000)
+        .map(|_| {
+            let len = lens6[(rng.next() % lens6.len() as u64) as usize];
+            let a = (0x2000u128 << 112) | (u128::from(rng.next()) << 48);
+            (a & mask6(len), len, 1 + (rng.next() % 64) as u32)
+        })
+        .collect();
+    let t6 = Lpm6::build(&routes6).expect("IPv6 table");
+    let addrs6: Vec<u128> = (0..1 << 16)
+        .map(|_| routes6[(rng.next() % routes6.len() as u64) as usize].0 | 1)
+        .collect();
+    let mut out6 = [0u32; 64];
+    let mut at6 = 0usize;
+    g.bench_function("IPv6 lookup_burst 64, 100k prefixes, from the table", |b| {
+        b.iter(|| {
+            t6.lookup_burst(black_box(&addrs6[at6..at6 + 64]), &mut out6);
+            at6 = (at6 + 64) & ((1 << 16) - 1);
+            black_box(out6[0])
+        })
+    });
+    g.finish();
+}
+
+fn classifier(c: &mut Criterion) {
+    use dataplane::stages::firewall::classifier::RuleSet;
+    use dataplane::stages::firewall::rules::{ct, parse_classbench_line, PacketKey};
+    use dataplane::stages::router::lpm4::mask;
+    let mut g = c.benchmark_group("classifier");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for n in [1000u32, 10_000] {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ u64::from(n));
+        let rules: Vec<_> = (0..n)
+            .map(|id| {
+                let sl = [0u8, 8, 16, 24, 32][(rng.next() % 5) as usize];
+                let dl = [8u8, 16, 24, 28, 32][(rng.next() % 5) as usize];
+                // A random network of length `len` (host bits clear, as ClassBench writes them).
+                let ip = |r: &mut Rng, len: u8| {
+                    let a = (r.next() as u32) & mask(len);
+                    std::net::Ipv4Addr::from(a).to_string()
+                };
+                let dlo = (rng.next() % 1024) as u16;
+                let dp = if rng.next() % 2 == 0 {
+                    format!("{dlo} : {dlo}")
+                } else {
+                    "0 : 65535".into()
+                };
+                let line = format!(
+                    "@{}/{sl} {}/{dl} 0 : 65535 {dp} 0x{:02x}/0xFF",
+                    ip(&mut rng, sl),
+                    ip(&mut rng, dl),
+                    [6u8, 17][(rng.next() % 2) as usize]
+                );
+                parse_classbench_line(&line, id + 1)
+                    .expect("rule")
+                    .expect("a rule")
+            })
+            .collect();
+        let set = RuleSet::new(&rules).expect("rule set");
+        let snap = set.snapshot();
+        let keys: Vec<PacketKey> = (0..BURST)
+            .map(|_| PacketKey {
+                src: u128::from(rng.next() as u32) << 96,
+                dst: u128::from(rng.next() as u32) << 96,
+                sport: rng.next() as u16,
+                dport: (rng.next() % 1024) as u16,
+                proto: [6u8, 17][(rng.next() % 2) as usize],
+                has_ports: true,
+                ct: ct::NEW,
+                ..Default::default()
+            })
+            .collect();
+        let mut todo: Vec<u16> = Vec::with_capacity(BURST);
+        let mut out = vec![None; BURST];
+        g.bench_function(format!("classify_burst 32, {n} rules"), |b| {
+            b.iter(|| {
+                todo.clear();
+                todo.extend(0..BURST as u16);
+                snap.v4
+                    .classify_burst(black_box(&keys), &mut todo, &mut out);
+                black_box(out[0])
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ring, csum, pool_burst, chain, fib, classifier);
 criterion_main!(benches);
