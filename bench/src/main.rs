@@ -15,8 +15,19 @@
 //!   chain costs. DPDK has no counterpart (testpmd forwards with one fixed mode).
 //! * `pipeline`: the same chain cut over two cores with a handoff ring; the zero-loss rate is
 //!   found by binary search on the generator's paced rate (RFC 2544 style).
-//! * `router`, `firewall`, `nat`, `chain`: not built yet; they say which issue they wait for and
-//!   fail, rather than print a number that measures nothing.
+//! * `dpdk-io`: `io` through our DPDK driver (two `net_null` devices, packets kept in their
+//!   `rte_mbuf`s) against the same testpmd run; built with `--features dpdk`.
+//! * `router`: full-BGP-table lookups (random and table-drawn IPv4, IPv6) against
+//!   `dpdk-test-fib` on the same prefixes and traces, both FIBs' memory, the router stage's Mpps.
+//! * `firewall`: ClassBench acl1/fw1/ipc1 at 1K and 10K against every `dpdk-test-acl` algorithm
+//!   on the same rules and traces, single-rule add/delete against rte_acl's rebuild, memory, the
+//!   stage with 1M tracked connections.
+//! * `nat`: the NAT44 stage at 1M and 10M sessions, new sessions per second, bytes per
+//!   session (no DPDK counterpart: the figures are set against the issue's goals).
+//! * `chain`: firewall → NAT44 → router from one configuration, on one core and split over two
+//!   (zero-loss search).
+//! * `memif`: two dataplane processes over memif against a `dpdk-testpmd` memif pair; AF_PACKET
+//!   on a veth pair against testpmd's `net_af_packet`.
 
 mod scenarios;
 
