@@ -38,6 +38,10 @@ use pmd::{Burst, PoolCache};
 /// Magic written before the timestamp, so the sink can tell a generated packet.
 pub const MAGIC: u32 = 0x5047_454e; // "PGEN"
 
+/// Most flows a generator makes (its flow sequence is at least this long when there are this
+/// many: 64 MiB of indices, plus 128 MiB of keys in patch mode).
+pub const MAX_FLOWS: u32 = 1 << 24;
+
 /// The IMIX 7:4:1 frame sizes (bytes without FCS) and their weights.
 pub const IMIX: [(u16, u32); 3] = [(64, 7), (594, 4), (1518, 1)];
 
@@ -87,7 +91,7 @@ pub struct GenConfig {
     pub vlan: Option<u16>,
     /// Frame size.
     pub size: Size,
-    /// Number of flows (1..=4M).
+    /// Number of flows (1..=16M: `bench nat` puts 10M sessions in one table).
     pub flows: u32,
     /// How flows are drawn.
     pub spread: Spread,
@@ -240,8 +244,11 @@ impl Rng {
 impl Generator {
     /// A generator port `id` named `name`; refuses impossible parameters.
     pub fn new(name: &str, id: u16, cfg: &GenConfig) -> Result<Generator, String> {
-        if cfg.flows == 0 || cfg.flows > 1 << 22 {
-            return Err(format!("flows {} is not between 1 and 4194304", cfg.flows));
+        if cfg.flows == 0 || cfg.flows > MAX_FLOWS {
+            return Err(format!(
+                "flows {} is not between 1 and {MAX_FLOWS}",
+                cfg.flows
+            ));
         }
         if cfg.src_ips == 0 || cfg.dst_ips == 0 || cfg.dst_ips > 65_536 {
             return Err("src-ips must be at least 1 and dst-ips between 1 and 65536".into());
@@ -578,7 +585,7 @@ fn build(b: &mut [u8], cfg: &GenConfig, lay: &Layout, c: &Class, i: u32) {
 /// Draws the sequence of flow indices the generator cycles through.
 fn draw(cfg: &GenConfig) -> Vec<u32> {
     let n = cfg.flows as usize;
-    let len = n.max(4096).next_power_of_two().min(1 << 22);
+    let len = n.max(4096).next_power_of_two().min(MAX_FLOWS as usize);
     let mut rng = Rng(cfg.seed.max(1) ^ 0x9e37_79b9_7f4a_7c15);
     let mut seq: Vec<u32> = match cfg.spread {
         Spread::Uniform => (0..len).map(|j| (j % n) as u32).collect(),

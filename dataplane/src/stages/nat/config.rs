@@ -209,8 +209,15 @@ impl NatConf {
     /// Index of `addr` in the pool.
     #[inline]
     pub fn pool_index(&self, addr: u32) -> Option<usize> {
-        // Pools are a handful of prefixes expanded in order: binary search keeps it cheap.
-        self.pool.binary_search(&addr).ok()
+        // Pools are a handful of prefixes expanded in order: most addresses (every Internet
+        // destination of outbound traffic) fall outside the range at once; binary search
+        // keeps the rest cheap.
+        match (self.pool.first(), self.pool.last()) {
+            (Some(&lo), Some(&hi)) if (lo..=hi).contains(&addr) => {
+                self.pool.binary_search(&addr).ok()
+            }
+            _ => None,
+        }
     }
 
     /// True if `addr` is an outside address of this NAT (pool or static).

@@ -43,10 +43,16 @@
 //!   fragment records `(src, dst, proto, IP ID) -> inside address` in a small direct-mapped
 //!   table; later fragments are translated from it, and fragments that come before their first
 //!   are held (bounded, 2 s) and released from `poll`.
-//! * **Memory**: 60 bytes per session (40-byte entry, two indexes at load 1/2, free list) plus
-//!   28 per subscriber, all reserved at start-up for `capacity` sessions per worker (1M default:
-//!   about 60 MiB per worker, most of it untouched until used). A full table is counted
-//!   (`table_full`) and answered like an exhausted pool.
+//! * **Memory**: 60 bytes per session (40-byte entry, two indexes at load 1/2, free list; the
+//!   indexes round up to a power of two, so a 10M table takes 71) plus 28 per subscriber, all
+//!   reserved at start-up for `capacity` sessions and as many subscribers per worker (1M
+//!   default: about 88 MiB per worker, most of it untouched until used; see
+//!   [`Nat44::memory_bytes`]). A full table is counted (`table_full`) and answered like an
+//!   exhausted pool.
+//! * **Lookups per burst**: before a burst (in chunks of 64) is processed, each packet's index
+//!   slot, then the entries it names, then (for likely new mappings) its subscriber entry are
+//!   loaded in passes over the whole chunk ([`Table::warm`]), so a table far larger than the
+//!   caches costs overlapping misses instead of two or three in a row per packet.
 //! * **Observability**: sessions created/expired/active per protocol, subscribers, ports in
 //!   use per outside address and protocol (`pool_<addr>_<proto>_ports`), ICMP sent and
 //!   rate-limited, fragments, and every drop under [`DROP_REASONS`]. With `log = "file"`,
@@ -89,7 +95,7 @@ use std::sync::Arc;
 use pmd::Mbuf;
 
 pub use config::{parse_config, Filtering, NatConf, NatSpec, StaticMap, Timeouts};
-use table::{key, Session, Subscribers, Table, STATIC};
+use table::{key, Session, Subscribers, Table, STATIC, WARM_EXT, WARM_NONE};
 
 use crate::engine::Steer;
 use crate::stage::{Ctx, Next, Stage};
@@ -151,6 +157,9 @@ pub const SYN_HOLD_SECS: u32 = 6;
 /// Seconds a held fragment waits for its first fragment.
 pub const FRAG_HOLD_SECS: u32 = 2;
 const FRAG_SLOTS: usize = 1024;
+/// Packets whose table lines are loaded together before they are processed (a burst is
+/// taken in chunks of this many).
+const WARM: usize = 64;
 
 #[inline(always)]
 fn be16(b: &[u8], i: usize) -> u16 {
@@ -339,6 +348,8 @@ pub struct Nat44 {
     now: u32,
     stats: Stats,
     log: Option<Arc<log::Shared>>,
+    /// Load each chunk's table lines before processing it (see the module doc).
+    warm: bool,
 }
 
 impl Nat44 {
@@ -372,6 +383,7 @@ impl Nat44 {
             now: 0,
             stats: Stats::default(),
             log: None,
+            warm: true,
             conf,
         }
     }
@@ -401,6 +413,23 @@ impl Nat44 {
     /// Sessions in this instance's table.
     pub fn sessions(&self) -> usize {
         self.t.len()
+    }
+
+    /// Turns the per-burst loading of table lines on (the default) or off: off only to measure
+    /// what it saves (`bench nat`).
+    pub fn set_burst_warm(&mut self, on: bool) {
+        self.warm = on;
+    }
+
+    /// Sessions this instance's table holds at most.
+    pub fn capacity(&self) -> usize {
+        self.t.capacity()
+    }
+
+    /// Bytes reserved at start-up: the session table (entries, free list, both indexes, the
+    /// wheel) and the subscriber table (sized for one subscriber per session).
+    pub fn memory_bytes(&self) -> (usize, usize) {
+        (self.t.memory_bytes(), self.subs.memory_bytes())
     }
 
     #[inline]
@@ -730,6 +759,43 @@ impl Nat44 {
             } else {
                 i += 1;
             }
+        }
+    }
+
+    /// The session-table key a packet will be looked up by (see [`Table::warm`]): a quick read
+    /// of an untagged or single-tagged IPv4 TCP, UDP or ICMP packet that is not a non-first
+    /// fragment; anything else, or anything odd, gives [`WARM_NONE`] (the real path decides).
+    #[inline(always)]
+    fn warm_key(&self, m: &Mbuf) -> u64 {
+        let role = self.conf.roles.get(m.port() as usize).copied().unwrap_or(0);
+        let d = m.data();
+        let l3 = match d.get(12..14) {
+            Some([8, 0]) => 14,
+            Some([0x81, 0]) if d.get(16..18) == Some(&[8, 0]) => 18,
+            _ => return WARM_NONE,
+        };
+        let Some(ip) = d.get(l3..l3 + 20) else {
+            return WARM_NONE;
+        };
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let proto = ip[9];
+        if role == 0 || ip[0] >> 4 != 4 || be16(ip, 6) & 0x1fff != 0 {
+            return WARM_NONE;
+        }
+        let Some(l4) = d.get(l3 + ihl..l3 + ihl + 8) else {
+            return WARM_NONE;
+        };
+        let out = role == 1;
+        let port = match proto {
+            TCP | UDP if out => be16(l4, 0),
+            TCP | UDP => be16(l4, 2),
+            ICMP if icmp_query(l4[0]).is_some() => be16(l4, 4),
+            _ => return WARM_NONE,
+        };
+        if out {
+            key(proto, be32(ip, 12), port)
+        } else {
+            key(proto, be32(ip, 16), port) | WARM_EXT
         }
     }
 
@@ -1168,8 +1234,35 @@ impl Stage for Nat44 {
     fn process(&mut self, ctx: &mut Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
         self.now = (ctx.now / 1_000_000_000) as u32;
         self.t.sync_empty(self.now);
-        for (m, n) in pkts.iter_mut().zip(nexts.iter_mut()) {
-            *n = self.packet(ctx, m);
+        if !self.warm {
+            for (m, n) in pkts.iter_mut().zip(nexts.iter_mut()) {
+                *n = self.packet(ctx, m);
+            }
+            return;
+        }
+        let mut keys = [WARM_NONE; WARM];
+        for (pc, nc) in pkts.chunks_mut(WARM).zip(nexts.chunks_mut(WARM)) {
+            // Load every packet's index slot and entry first, so the misses overlap.
+            let keys = &mut keys[..pc.len()];
+            for (k, m) in keys.iter_mut().zip(pc.iter()) {
+                *k = self.warm_key(m);
+            }
+            let fresh = self.t.warm(keys);
+            if fresh != 0 {
+                // Likely new mappings from inside: their subscriber entries too.
+                let mut subs = [0u32; WARM];
+                let mut n = 0;
+                for (i, &k) in keys.iter().enumerate() {
+                    if fresh >> i & 1 != 0 && k & WARM_EXT == 0 {
+                        subs[n] = (k >> 16) as u32;
+                        n += 1;
+                    }
+                }
+                self.subs.warm(&subs[..n]);
+            }
+            for (m, n) in pc.iter_mut().zip(nc.iter_mut()) {
+                *n = self.packet(ctx, m);
+            }
         }
     }
 

@@ -23,6 +23,10 @@
 
 /// No entry.
 pub const NIL: u32 = u32::MAX;
+/// [`Table::warm`]: the key is looked up in the outside index.
+pub const WARM_EXT: u64 = 1 << 63;
+/// [`Table::warm`]: nothing to warm for this packet.
+pub const WARM_NONE: u64 = u64::MAX;
 /// Bytes of memory per session (entry plus index slots), as stated in the module doc.
 pub const BYTES_PER_SESSION: usize = 60;
 /// Buckets in the timer wheel (seconds).
@@ -96,7 +100,7 @@ pub struct Index {
 impl Index {
     /// An index for up to `capacity` entries (at most half full).
     pub fn new(capacity: usize, seed: u64) -> Index {
-        let n = (capacity.max(8) * 2).next_power_of_two();
+        let n = Self::slots_for(capacity);
         Index {
             slots: vec![0; n],
             mask: n - 1,
@@ -104,9 +108,26 @@ impl Index {
         }
     }
 
+    /// Slots an index for `capacity` entries has (a power of two, at least twice `capacity`).
+    pub fn slots_for(capacity: usize) -> usize {
+        (capacity.max(8) * 2).next_power_of_two()
+    }
+
+    /// Bytes of the slot array.
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<u32>()
+    }
+
     #[inline(always)]
     fn home(&self, k: u64) -> usize {
         mix(k, self.seed) as usize & self.mask
+    }
+
+    /// The entry number in `k`'s home slot (`NIL` if empty): a load of the line a lookup of
+    /// `k` reads first, without the key comparison that would wait for the entry.
+    #[inline(always)]
+    pub fn peek(&self, k: u64) -> u32 {
+        self.slots[self.home(k)].wrapping_sub(1)
     }
 
     /// The entry with key `k` (`key_of` gives an entry's key).
@@ -203,6 +224,29 @@ impl Table {
         self.s.len() - self.free.len()
     }
 
+    /// Sessions the table holds at most.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Bytes reserved at start-up for a table of `capacity` sessions: the entries, the free
+    /// list, both indexes (rounded up to a power of two) and the wheel.
+    pub fn reserved_bytes(capacity: usize) -> usize {
+        capacity * (std::mem::size_of::<Session>() + std::mem::size_of::<u32>())
+            + 2 * Index::slots_for(capacity) * std::mem::size_of::<u32>()
+            + WHEEL as usize * std::mem::size_of::<u32>()
+    }
+
+    /// Bytes this table reserved (what [`Self::reserved_bytes`] predicts; pages are touched
+    /// as sessions are made, so the resident share grows with use).
+    pub fn memory_bytes(&self) -> usize {
+        self.s.capacity() * std::mem::size_of::<Session>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+            + self.by_in.memory_bytes()
+            + self.by_ext.memory_bytes()
+            + self.heads.len() * std::mem::size_of::<u32>()
+    }
+
     /// True when no session is in use.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -225,6 +269,55 @@ impl Table {
     pub fn find_ext(&self, k: u64) -> Option<u32> {
         let s = &self.s;
         self.by_ext.find(k, |i| s[i as usize].ext_key())
+    }
+
+    /// Loads, for a burst of lookups, the lines they will read: every key's home index slot,
+    /// then the entries that slot and the next one name (at load 1/2 a key sits in one of the
+    /// two most of the time), both lines of each. The loads of different keys are
+    /// independent, so their cache misses overlap (a few dozen in flight) instead of following
+    /// one another as they do when each packet is looked up in turn; the lookups that follow
+    /// then hit the cache.
+    ///
+    /// `keys[i]` (at most 64) is a key as [`key`] makes it, with [`WARM_EXT`] set for the
+    /// outside index, or [`WARM_NONE`]. Only a hint: nothing changes. Returns a mask of the
+    /// keys whose home slot is empty (bit `i` for `keys[i]`): most likely new mappings.
+    #[inline]
+    pub fn warm(&self, keys: &[u64]) -> u64 {
+        let keys = &keys[..keys.len().min(64)];
+        let mut at = [0usize; 64];
+        let mut acc = 0u32;
+        for (k, a) in keys.iter().zip(at.iter_mut()) {
+            if *k != WARM_NONE {
+                let idx = self.index_of(*k);
+                *a = idx.home(*k & !WARM_EXT);
+                acc ^= idx.slots[*a];
+            }
+        }
+        let mut empty = 0u64;
+        for (i, (k, &a)) in keys.iter().zip(at.iter()).enumerate() {
+            if *k == WARM_NONE {
+                continue;
+            }
+            let idx = self.index_of(*k);
+            let first = idx.slots[a];
+            empty |= u64::from(first == 0) << i;
+            for s in [first, idx.slots[(a + 1) & idx.mask]] {
+                if let Some(e) = self.s.get((s as usize).wrapping_sub(1)) {
+                    acc ^= e.in_addr ^ e.next ^ u32::from(e.proto);
+                }
+            }
+        }
+        std::hint::black_box(acc);
+        empty
+    }
+
+    #[inline(always)]
+    fn index_of(&self, k: u64) -> &Index {
+        if k & WARM_EXT != 0 {
+            &self.by_ext
+        } else {
+            &self.by_in
+        }
     }
 
     /// Adds a session (the caller checked [`Self::is_full`] and that both keys are free).
@@ -419,6 +512,36 @@ impl Subscribers {
         self.free.push(id);
     }
 
+    /// Loads the index slot and then the entry each of `addrs` (at most 64) will be looked up
+    /// by, all slots first, so the misses overlap (see [`Table::warm`]). Only a hint.
+    #[inline]
+    pub fn warm(&self, addrs: &[u32]) {
+        let addrs = &addrs[..addrs.len().min(64)];
+        let mut at = [0usize; 64];
+        let mut acc = 0u32;
+        for (&a, h) in addrs.iter().zip(at.iter_mut()) {
+            *h = self.idx.home(u64::from(a));
+            acc ^= self.idx.slots[*h];
+        }
+        for &h in &at[..addrs.len()] {
+            let s = self.idx.slots[h];
+            if let Some(e) = self.e.get((s as usize).wrapping_sub(1)) {
+                acc ^= e[0];
+            }
+        }
+        std::hint::black_box(acc);
+    }
+
+    /// Bytes reserved at start-up for `capacity` subscribers (entries, free list, index).
+    pub fn reserved_bytes(capacity: usize) -> usize {
+        capacity * (16 + 4) + Index::slots_for(capacity) * std::mem::size_of::<u32>()
+    }
+
+    /// Bytes these subscribers reserved.
+    pub fn memory_bytes(&self) -> usize {
+        self.e.capacity() * 16 + self.free.capacity() * 4 + self.idx.memory_bytes()
+    }
+
     /// Subscribers present.
     pub fn len(&self) -> usize {
         self.e.len() - self.free.len()
@@ -487,6 +610,36 @@ mod tests {
     #[test]
     fn session_is_40_bytes() {
         assert_eq!(std::mem::size_of::<Session>(), 40);
+    }
+
+    #[test]
+    fn warm_flags_the_keys_whose_home_slot_is_empty() {
+        let mut t = Table::new(1024, 5);
+        let a = sess(1);
+        t.add(a, 0);
+        let keys = [
+            a.in_key(),
+            sess(2).in_key(),
+            WARM_NONE,
+            a.ext_key() | WARM_EXT,
+        ];
+        assert_eq!(t.warm(&keys), 0b0010);
+        assert_eq!(Table::new(16, 1).warm(&keys), 0b1011);
+    }
+
+    #[test]
+    fn memory_is_what_the_doc_says() {
+        let cap = 1usize << 20;
+        let t = Table::new(cap, 1);
+        assert_eq!(t.memory_bytes(), Table::reserved_bytes(cap));
+        // 60 bytes per session (the wheel adds 32 KiB per table).
+        assert_eq!(
+            t.memory_bytes() - WHEEL as usize * 4,
+            cap * BYTES_PER_SESSION
+        );
+        let s = Subscribers::new(cap, 1);
+        assert_eq!(s.memory_bytes(), Subscribers::reserved_bytes(cap));
+        assert_eq!(s.memory_bytes(), cap * 28);
     }
 
     #[test]
