@@ -89,6 +89,15 @@ impl Session {
     }
 }
 
+/// `n` zeros, advised onto transparent hugepages before the kernel maps them (a big index is
+/// probed at random).
+fn huge_zeroed(n: usize) -> Vec<u32> {
+    let mut v: Vec<u32> = Vec::with_capacity(n);
+    pmd::mem::advise_huge(v.spare_capacity_mut());
+    v.resize(n, 0);
+    v
+}
+
 /// An open-addressing index of entry numbers (0 = empty, else number + 1).
 #[derive(Debug)]
 pub struct Index {
@@ -102,7 +111,7 @@ impl Index {
     pub fn new(capacity: usize, seed: u64) -> Index {
         let n = Self::slots_for(capacity);
         Index {
-            slots: vec![0; n],
+            slots: huge_zeroed(n),
             mask: n - 1,
             seed,
         }
@@ -207,9 +216,13 @@ pub struct Table {
 impl Table {
     /// A table of `capacity` sessions.
     pub fn new(capacity: usize, seed: u64) -> Table {
+        let mut s = Vec::with_capacity(capacity);
+        pmd::mem::advise_huge(s.spare_capacity_mut());
+        let mut free = Vec::with_capacity(capacity);
+        pmd::mem::advise_huge(free.spare_capacity_mut());
         Table {
-            s: Vec::with_capacity(capacity),
-            free: Vec::with_capacity(capacity),
+            s,
+            free,
             cap: capacity,
             by_in: Index::new(capacity, seed),
             by_ext: Index::new(capacity, seed.rotate_left(17) ^ 0x5bd1_e995),
@@ -271,12 +284,11 @@ impl Table {
         self.by_ext.find(k, |i| s[i as usize].ext_key())
     }
 
-    /// Loads, for a burst of lookups, the lines they will read: every key's home index slot,
-    /// then the entries that slot and the next one name (at load 1/2 a key sits in one of the
-    /// two most of the time), both lines of each. The loads of different keys are
-    /// independent, so their cache misses overlap (a few dozen in flight) instead of following
-    /// one another as they do when each packet is looked up in turn; the lookups that follow
-    /// then hit the cache.
+    /// Prefetches, for a burst of lookups, the lines they will read: every key's home index
+    /// slot (all keys first), then the entries that slot and the next one name (at load 1/2 a
+    /// key sits in one of the two most of the time). The misses of different keys overlap (a
+    /// few dozen in flight) instead of following one another as they do when each packet is
+    /// looked up in turn; the lookups that follow then hit the cache.
     ///
     /// `keys[i]` (at most 64) is a key as [`key`] makes it, with [`WARM_EXT`] set for the
     /// outside index, or [`WARM_NONE`]. Only a hint: nothing changes. Returns a mask of the
@@ -285,12 +297,11 @@ impl Table {
     pub fn warm(&self, keys: &[u64]) -> u64 {
         let keys = &keys[..keys.len().min(64)];
         let mut at = [0usize; 64];
-        let mut acc = 0u32;
         for (k, a) in keys.iter().zip(at.iter_mut()) {
             if *k != WARM_NONE {
                 let idx = self.index_of(*k);
                 *a = idx.home(*k & !WARM_EXT);
-                acc ^= idx.slots[*a];
+                pmd::cpu::prefetch(&idx.slots[*a]);
             }
         }
         let mut empty = 0u64;
@@ -303,11 +314,10 @@ impl Table {
             empty |= u64::from(first == 0) << i;
             for s in [first, idx.slots[(a + 1) & idx.mask]] {
                 if let Some(e) = self.s.get((s as usize).wrapping_sub(1)) {
-                    acc ^= e.in_addr ^ e.next ^ u32::from(e.proto);
+                    pmd::cpu::prefetch(e);
                 }
             }
         }
-        std::hint::black_box(acc);
         empty
     }
 
@@ -472,7 +482,11 @@ impl Subscribers {
     /// Room for `capacity` subscribers.
     pub fn new(capacity: usize, seed: u64) -> Subscribers {
         Subscribers {
-            e: Vec::with_capacity(capacity),
+            e: {
+                let mut e = Vec::with_capacity(capacity);
+                pmd::mem::advise_huge(e.spare_capacity_mut());
+                e
+            },
             free: Vec::with_capacity(capacity),
             idx: Index::new(capacity, seed ^ 0x27d4_eb2f_1656_67c5),
         }
@@ -512,24 +526,22 @@ impl Subscribers {
         self.free.push(id);
     }
 
-    /// Loads the index slot and then the entry each of `addrs` (at most 64) will be looked up
+    /// Prefetches the index slot and then the entry each of `addrs` (at most 64) will be looked up
     /// by, all slots first, so the misses overlap (see [`Table::warm`]). Only a hint.
     #[inline]
     pub fn warm(&self, addrs: &[u32]) {
         let addrs = &addrs[..addrs.len().min(64)];
         let mut at = [0usize; 64];
-        let mut acc = 0u32;
         for (&a, h) in addrs.iter().zip(at.iter_mut()) {
             *h = self.idx.home(u64::from(a));
-            acc ^= self.idx.slots[*h];
+            pmd::cpu::prefetch(&self.idx.slots[*h]);
         }
         for &h in &at[..addrs.len()] {
             let s = self.idx.slots[h];
             if let Some(e) = self.e.get((s as usize).wrapping_sub(1)) {
-                acc ^= e[0];
+                pmd::cpu::prefetch(e);
             }
         }
-        std::hint::black_box(acc);
     }
 
     /// Bytes reserved at start-up for `capacity` subscribers (entries, free list, index).
