@@ -2,10 +2,36 @@
 //!
 //! The engine's symmetric flow hash brings both directions of a connection (and ICMP errors
 //! about it) to one worker, so each worker owns its connections outright: no sharing, no
-//! atomics. Everything is allocated when the stage is built: the entry slab, a free list, and
-//! a hash map sized at twice the number of keys it can hold (two per connection, one per
-//! direction, so a packet finds its connection *and* its direction in one probe; at half load
-//! the map rehashes in place rather than grow).
+//! atomics. Everything is allocated when the stage is built and never grows, rehashes or
+//! moves afterwards; the packet path allocates nothing.
+//!
+//! # Layout
+//!
+//! Three flat arrays of `u64` words, each aligned to a cache line (on 2 MiB hugepages when an
+//! array is large, [`pmd::mem::HugeArray`], so that random lookups do not also miss the TLB):
+//!
+//! * **Buckets**: an open-addressing index of 64-byte buckets, one cache line each, at least
+//!   twice as many slots as connections (a power of two of buckets). A bucket holds seven
+//!   slots, each one word: the top 32 bits of the key's hash (the signature) and the entry
+//!   index plus one (0: empty); its eighth word counts the entries that wanted this bucket (or
+//!   an earlier one) but found it full and went on to the next (F14's overflow count), so a
+//!   lookup stops at the first bucket whose count is 0 and a delete leaves no tombstone. The
+//!   hash is **symmetric** (both directions of a connection hash alike), so a connection has
+//!   one slot, and the key comparison tells the direction.
+//! * **Entries, hot line**: eight words per connection, one cache line: the key (five words:
+//!   the two addresses, then ports, protocol and family, whose spare high bits hold the state,
+//!   `replied` and the flow cache's two verdicts), the expiry, the two cached rule ids and the
+//!   rule generation of the cached verdicts. An established packet answered from the flow
+//!   cache touches one bucket line and this line, nothing else.
+//! * **Entries, cold line**: eight words per connection: TCP's per-direction sequence windows
+//!   and the timer wheel's links. Only TCP tracking and timer work read it.
+//!
+//! [`Table::prefetch`] takes a burst's hashes (the stage computes them for all its packets
+//! first) and touches their buckets, then the entries their signatures point to, so the cache
+//! misses of a burst overlap instead of following one another (safe code has no prefetch
+//! instruction: plain loads whose results are discarded do the same job).
+//!
+//! # Tracking
 //!
 //! TCP follows the states of a connection (SYN sent, SYN received, established, FIN wait,
 //! close wait, last ACK, TIME_WAIT, closed by RST) with the sequence-window checks of Guido
@@ -21,17 +47,14 @@
 //! entries sit in the slot of their expiry; refreshing an entry only moves its expiry later
 //! (the wheel finds it still alive when the slot comes round and re-files it), so the packet
 //! path does no list work unless the timeout shrinks (FIN, RST). `poll` turns the wheel from
-//! the last tick to `now`; when nothing is due it costs one comparison.
+//! the last tick to `now`, visiting only the entries filed in the slots it passes; when
+//! nothing is due it costs one comparison.
 //!
 //! When the table is full a new connection is refused (counted by the stage), or, with early
 //! drop, the closest-to-expiry connection that never saw a reply is evicted for it: a SYN
 //! flood then recycles its own half-open entries and never pushes out established ones.
 
-use std::collections::HashMap;
-
 use crate::wire::FlowKey;
-
-use super::classifier::FxBuild;
 
 /// Timer wheel slots.
 pub const WHEEL_SLOTS: usize = 4096;
@@ -39,6 +62,38 @@ pub const WHEEL_SLOTS: usize = 4096;
 pub const TICK_NS: u64 = 100_000_000;
 const NIL: u32 = u32::MAX;
 const SEC: u64 = 1_000_000_000;
+
+/// Words per bucket (one cache line): `SLOTS` slots and the overflow count.
+const BUCKET_WORDS: usize = 8;
+/// Slots per bucket.
+const SLOTS: usize = 7;
+/// Words of an entry's hot line.
+const HOT_WORDS: usize = 8;
+/// Words of an entry's cold line.
+const COLD_WORDS: usize = 8;
+/// Arrays at least this large go on hugepages (smaller ones fit the TLB's reach anyway).
+const HUGE_MIN: usize = 8 << 20;
+
+// Hot line: words 0-4 the key, 5 the expiry, 6 the cached rule ids (direction 0 low), 7 the
+// rule generation of the cached verdicts.
+const H_KEY4: usize = 4;
+const H_EXPIRES: usize = 5;
+const H_RULES: usize = 6;
+const H_GEN: usize = 7;
+/// Key word 4: source port (bits 0-15), destination port (16-31), protocol (32-39), IPv6 (40).
+const KEY4_MASK: u64 = (1 << 41) - 1;
+/// Key word 4, above the key: the state (4 bits), replied, then per direction a cached verdict
+/// (3 bits: 4 set, action in the low 2).
+const STATE_SHIFT: u32 = 48;
+const REPLIED: u64 = 1 << 52;
+const CACHE_SHIFT: [u32; 2] = [53, 56];
+const CACHE_SET: u64 = 4;
+
+// Cold line: words 0-1 direction 0's window, 2-3 direction 1's, 4 the wheel links (prev low,
+// next high), 5 the wheel slot, 6 both directions' window scale and FIN flag.
+const C_LINKS: usize = 4;
+const C_SLOT: usize = 5;
+const C_FLAGS: usize = 6;
 
 /// Timeouts per state, in nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +161,28 @@ pub enum State {
     Icmp,
 }
 
+impl State {
+    #[inline(always)]
+    fn bits(self) -> u64 {
+        self as u64
+    }
+
+    #[inline(always)]
+    fn from_bits(b: u64) -> State {
+        match b & 0xf {
+            0 => State::SynSent,
+            1 => State::SynRecv,
+            2 => State::Established,
+            3 => State::FinWait,
+            4 => State::LastAck,
+            5 => State::TimeWait,
+            6 => State::Close,
+            8 => State::Icmp,
+            _ => State::Udp,
+        }
+    }
+}
+
 /// One direction of a TCP connection.
 #[derive(Debug, Clone, Copy, Default)]
 struct Dir {
@@ -122,6 +199,15 @@ struct Dir {
     fin_seq: u32,
 }
 
+/// What TCP tracking works on: a connection's state and windows, copied out of its lines and
+/// written back.
+#[derive(Debug, Clone, Copy)]
+struct Tcb {
+    state: State,
+    replied: bool,
+    dirs: [Dir; 2],
+}
+
 /// A cached verdict for one direction of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cached {
@@ -133,7 +219,7 @@ pub struct Cached {
     pub action: u8,
 }
 
-/// A tracked connection.
+/// A tracked connection, as [`Table::get`] reads it out of the table.
 #[derive(Debug, Clone, Copy)]
 pub struct Conn {
     /// Key of the first packet (the originating direction).
@@ -142,31 +228,8 @@ pub struct Conn {
     pub state: State,
     /// The reply direction has been seen.
     pub replied: bool,
-    expires: u64,
-    slot: u32,
-    prev: u32,
-    next: u32,
-    live: bool,
-    dirs: [Dir; 2],
     /// Established-state verdict per direction (the flow cache).
     pub cached: [Option<Cached>; 2],
-}
-
-impl Default for Conn {
-    fn default() -> Self {
-        Conn {
-            key: FlowKey::default(),
-            state: State::Udp,
-            replied: false,
-            expires: 0,
-            slot: NIL,
-            prev: NIL,
-            next: NIL,
-            live: false,
-            dirs: [Dir::default(); 2],
-            cached: [None; 2],
-        }
-    }
 }
 
 /// The TCP fields conntrack needs.
@@ -228,11 +291,170 @@ pub struct CtCounters {
     pub early_drops: u64,
 }
 
+const K0: u64 = 0x9e37_79b9_7f4a_7c15;
+const K1: u64 = 0xc2b2_ae3d_27d4_eb4f;
+const K2: u64 = 0x1656_67b1_9e37_79f9;
+const K3: u64 = 0x85eb_ca77_c2b2_ae63;
+
+/// 64×64→128 multiply, high and low halves folded with XOR.
+#[inline(always)]
+fn folded_mul(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+#[inline(always)]
+fn endpoint(addr: &[u8; 16], port: u16, v6: bool) -> u64 {
+    if v6 {
+        let hi = u64::from_le_bytes([
+            addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+        ]);
+        let lo = u64::from_le_bytes([
+            addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
+        ]);
+        folded_mul(hi ^ K2, lo ^ K3) ^ u64::from(port)
+    } else {
+        let a = u32::from_le_bytes([addr[0], addr[1], addr[2], addr[3]]);
+        (u64::from(a) << 16) | u64::from(port)
+    }
+}
+
+/// The table's hash of a key: 64 bits, equal for a key and its reverse (the endpoints are
+/// ordered before mixing). The low bits pick the bucket, the top 32 are the signature.
+#[inline]
+pub fn hash(k: &FlowKey) -> u64 {
+    let a = endpoint(&k.src, k.src_port, k.is_v6);
+    let b = endpoint(&k.dst, k.dst_port, k.is_v6);
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let h = folded_mul(lo ^ K0, hi ^ K1);
+    folded_mul(h ^ u64::from(k.proto) ^ (u64::from(k.is_v6) << 8), K2 | 1)
+}
+
+#[inline(always)]
+fn word(b: &[u8; 16], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The five key words of `k`.
+#[inline(always)]
+fn key_words(k: &FlowKey) -> [u64; 5] {
+    [
+        word(&k.src, 0),
+        word(&k.src, 8),
+        word(&k.dst, 0),
+        word(&k.dst, 8),
+        u64::from(k.src_port)
+            | (u64::from(k.dst_port) << 16)
+            | (u64::from(k.proto) << 32)
+            | (u64::from(k.is_v6) << 40),
+    ]
+}
+
+/// The key words of the reverse direction.
+#[inline(always)]
+fn reversed_words(w: &[u64; 5]) -> [u64; 5] {
+    let ports = ((w[4] & 0xffff) << 16) | ((w[4] >> 16) & 0xffff);
+    [w[2], w[3], w[0], w[1], (w[4] & !0xffff_ffff) | ports]
+}
+
+#[inline(always)]
+fn key_matches(e: &[u64], w: &[u64; 5]) -> bool {
+    ((e[0] ^ w[0]) | (e[1] ^ w[1]) | (e[2] ^ w[2]) | (e[3] ^ w[3]) | ((e[4] ^ w[4]) & KEY4_MASK))
+        == 0
+}
+
+fn key_of(e: &[u64]) -> FlowKey {
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src[..8].copy_from_slice(&e[0].to_le_bytes());
+    src[8..].copy_from_slice(&e[1].to_le_bytes());
+    dst[..8].copy_from_slice(&e[2].to_le_bytes());
+    dst[8..].copy_from_slice(&e[3].to_le_bytes());
+    FlowKey {
+        src,
+        dst,
+        src_port: e[4] as u16,
+        dst_port: (e[4] >> 16) as u16,
+        proto: (e[4] >> 32) as u8,
+        is_v6: (e[4] >> 40) & 1 != 0,
+    }
+}
+
+/// Where a word array lives.
+enum Mem {
+    Heap(Vec<u64>),
+    Huge(pmd::mem::HugeArray<u64>),
+}
+
+/// A zeroed array of words whose first word is cache-line aligned.
+struct Words {
+    mem: Mem,
+    /// Words skipped at the start of a heap allocation to align it.
+    base: usize,
+    len: usize,
+}
+
+impl Words {
+    fn new(len: usize) -> Words {
+        if len * 8 >= HUGE_MIN {
+            if let Ok(a) = pmd::mem::HugeArray::<u64>::zeroed(len) {
+                return Words {
+                    mem: Mem::Huge(a),
+                    base: 0,
+                    len,
+                };
+            }
+        }
+        let v = vec![0u64; len + 7];
+        let base = (v.as_ptr() as usize).wrapping_neg() % 64 / 8;
+        Words {
+            mem: Mem::Heap(v),
+            base,
+            len,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match &self.mem {
+            Mem::Heap(v) => v.capacity() * 8,
+            Mem::Huge(a) => a.len() * 8,
+        }
+    }
+}
+
+impl std::ops::Deref for Words {
+    type Target = [u64];
+    #[inline(always)]
+    fn deref(&self) -> &[u64] {
+        let s: &[u64] = match &self.mem {
+            Mem::Heap(v) => v,
+            Mem::Huge(a) => a,
+        };
+        &s[self.base..self.base + self.len]
+    }
+}
+
+impl std::ops::DerefMut for Words {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [u64] {
+        let s: &mut [u64] = match &mut self.mem {
+            Mem::Heap(v) => v,
+            Mem::Huge(a) => a,
+        };
+        &mut s[self.base..self.base + self.len]
+    }
+}
+
 /// A worker's connection table.
 pub struct Table {
-    entries: Vec<Conn>,
+    buckets: Words,
+    mask: usize,
+    hot: Words,
+    cold: Words,
+    cap: usize,
     free: Vec<u32>,
-    map: HashMap<FlowKey, u32, FxBuild>,
     wheel: Vec<u32>,
     tick: u64,
     started: bool,
@@ -248,12 +470,14 @@ impl Table {
     /// A table for `capacity` connections (all memory allocated here).
     pub fn new(capacity: usize, timeouts: Timeouts, early_drop: bool) -> Table {
         let capacity = capacity.clamp(1, 1 << 26);
-        let mut map = HashMap::default();
-        map.reserve(4 * capacity);
+        let nb = (2 * capacity).div_ceil(SLOTS).next_power_of_two();
         Table {
-            entries: vec![Conn::default(); capacity],
+            buckets: Words::new(nb * BUCKET_WORDS),
+            mask: nb - 1,
+            hot: Words::new(capacity * HOT_WORDS),
+            cold: Words::new(capacity * COLD_WORDS),
+            cap: capacity,
             free: (0..capacity as u32).rev().collect(),
-            map,
             wheel: vec![NIL; WHEEL_SLOTS],
             tick: 0,
             started: false,
@@ -265,7 +489,7 @@ impl Table {
 
     /// Live connections.
     pub fn len(&self) -> usize {
-        self.entries.len() - self.free.len()
+        self.cap - self.free.len()
     }
 
     /// True when no connection is tracked.
@@ -275,40 +499,247 @@ impl Table {
 
     /// Capacity.
     pub fn capacity(&self) -> usize {
-        self.entries.len()
+        self.cap
     }
 
-    /// Bytes the table holds, all of it allocated when it was built: the entry slab, the free
-    /// list, the map (two keys per connection; estimated from its capacity, see
-    /// [`super::classifier::hash_map_bytes`]) and the timer wheel.
+    /// Bytes the table holds, all of it allocated when it was built: the buckets, the entries'
+    /// hot and cold lines, the free list and the timer wheel.
     pub fn memory_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Conn>()
+        self.buckets.bytes()
+            + self.hot.bytes()
+            + self.cold.bytes()
             + self.free.capacity() * std::mem::size_of::<u32>()
-            + super::classifier::hash_map_bytes::<FlowKey, u32>(self.map.capacity())
             + self.wheel.capacity() * std::mem::size_of::<u32>()
+    }
+
+    #[inline(always)]
+    fn bucket(&self, b: usize) -> &[u64; BUCKET_WORDS] {
+        let at = b * BUCKET_WORDS;
+        match self.buckets[at..at + BUCKET_WORDS].try_into() {
+            Ok(l) => l,
+            Err(_) => unreachable!(),
+        }
+    }
+
+    #[inline(always)]
+    fn hot_line(&self, i: u32) -> &[u64] {
+        let at = i as usize * HOT_WORDS;
+        &self.hot[at..at + HOT_WORDS]
+    }
+
+    /// Touches the buckets of a burst's `hashes`, then the entries their signatures point at,
+    /// so that the lookups that follow find them in cache.
+    #[inline]
+    pub fn prefetch(&self, hashes: &[u64]) {
+        let mut acc = 0u64;
+        for &h in hashes {
+            acc ^= self.buckets[(h as usize & self.mask) * BUCKET_WORDS];
+        }
+        for &h in hashes {
+            let line = self.bucket(h as usize & self.mask);
+            let sig = h >> 32;
+            let mut cand = 0u32;
+            for &w in &line[..SLOTS] {
+                if w >> 32 == sig && w as u32 != 0 {
+                    cand = w as u32;
+                }
+            }
+            if cand != 0 {
+                acc ^= self
+                    .hot
+                    .get((cand as usize - 1) * HOT_WORDS + H_KEY4)
+                    .copied()
+                    .unwrap_or(0);
+            }
+        }
+        std::hint::black_box(acc);
     }
 
     /// Finds `k`: (entry index, direction: 0 originating, 1 reply).
     #[inline]
     pub fn lookup(&self, k: &FlowKey) -> Option<(u32, usize)> {
-        self.map.get(k).map(|&v| (v >> 1, (v & 1) as usize))
+        self.lookup_hashed(hash(k), k)
     }
 
-    /// The entry at `i`.
+    /// [`lookup`](Self::lookup) with `h` = [`hash`]`(k)` already computed.
     #[inline]
-    pub fn get(&self, i: u32) -> &Conn {
-        &self.entries[i as usize]
+    pub fn lookup_hashed(&self, h: u64, k: &FlowKey) -> Option<(u32, usize)> {
+        let kw = key_words(k);
+        let rw = reversed_words(&kw);
+        let sig = h >> 32;
+        let mut b = h as usize & self.mask;
+        loop {
+            let line = self.bucket(b);
+            for &w in &line[..SLOTS] {
+                if w >> 32 == sig && w as u32 != 0 {
+                    let i = w as u32 - 1;
+                    let e = self.hot_line(i);
+                    if key_matches(e, &kw) {
+                        return Some((i, 0));
+                    }
+                    if key_matches(e, &rw) {
+                        return Some((i, 1));
+                    }
+                }
+            }
+            if line[SLOTS] == 0 {
+                return None;
+            }
+            b = (b + 1) & self.mask;
+        }
     }
 
-    /// The entry at `i`, mutably.
+    /// Files entry `i` under hash `h`.
+    fn insert(&mut self, i: u32, h: u64) {
+        let v = (h & !0xffff_ffff) | u64::from(i + 1);
+        let mut b = h as usize & self.mask;
+        loop {
+            let at = b * BUCKET_WORDS;
+            let line = &mut self.buckets[at..at + BUCKET_WORDS];
+            if let Some(s) = line[..SLOTS].iter().position(|&w| w as u32 == 0) {
+                line[s] = v;
+                return;
+            }
+            line[SLOTS] += 1;
+            b = (b + 1) & self.mask;
+        }
+    }
+
+    /// Takes entry `i`, filed under hash `h`, out of the buckets.
+    fn erase(&mut self, i: u32, h: u64) {
+        let mut b = h as usize & self.mask;
+        for _ in 0..=self.mask {
+            let at = b * BUCKET_WORDS;
+            let line = &mut self.buckets[at..at + BUCKET_WORDS];
+            if let Some(s) = line[..SLOTS].iter().position(|&w| w as u32 == i + 1) {
+                line[s] = 0;
+                return;
+            }
+            line[SLOTS] -= 1;
+            b = (b + 1) & self.mask;
+        }
+        debug_assert!(false, "entry {i} not in the buckets");
+    }
+
+    /// The entry at `i`, read out of the table.
+    pub fn get(&self, i: u32) -> Conn {
+        let e = self.hot_line(i);
+        Conn {
+            key: key_of(e),
+            state: State::from_bits(e[H_KEY4] >> STATE_SHIFT),
+            replied: e[H_KEY4] & REPLIED != 0,
+            cached: [self.cached(i, 0), self.cached(i, 1)],
+        }
+    }
+
+    /// The flow cache's verdict for direction `dir` of connection `i`, if any.
     #[inline]
-    pub fn get_mut(&mut self, i: u32) -> &mut Conn {
-        &mut self.entries[i as usize]
+    pub fn cached(&self, i: u32, dir: usize) -> Option<Cached> {
+        let e = self.hot_line(i);
+        let bits = (e[H_KEY4] >> CACHE_SHIFT[dir & 1]) & 7;
+        (bits & CACHE_SET != 0).then(|| Cached {
+            gen: e[H_GEN],
+            rule: (e[H_RULES] >> (32 * (dir & 1))) as u32,
+            action: (bits & 3) as u8,
+        })
     }
 
-    fn timeout(&self, c: &Conn) -> u64 {
+    /// Stores the flow cache's verdict for direction `dir` of connection `i`. The two
+    /// directions share one generation: generations only grow, so a verdict of an older one
+    /// can never match again and is dropped when the other direction stores a newer one.
+    #[inline]
+    pub fn set_cached(&mut self, i: u32, dir: usize, v: Cached) {
+        let at = i as usize * HOT_WORDS;
+        let e = &mut self.hot[at..at + HOT_WORDS];
+        let d = dir & 1;
+        if e[H_GEN] != v.gen {
+            e[H_GEN] = v.gen;
+            e[H_KEY4] &= !((7 << CACHE_SHIFT[0]) | (7 << CACHE_SHIFT[1]));
+        }
+        e[H_KEY4] = (e[H_KEY4] & !(7 << CACHE_SHIFT[d]))
+            | ((CACHE_SET | u64::from(v.action & 3)) << CACHE_SHIFT[d]);
+        e[H_RULES] = (e[H_RULES] & !(0xffff_ffff << (32 * d))) | (u64::from(v.rule) << (32 * d));
+    }
+
+    #[inline(always)]
+    fn flags(&self, i: u32) -> (State, bool) {
+        let w = self.hot[i as usize * HOT_WORDS + H_KEY4];
+        (State::from_bits(w >> STATE_SHIFT), w & REPLIED != 0)
+    }
+
+    #[inline(always)]
+    fn set_flags(&mut self, i: u32, state: State, replied: bool) {
+        let w = &mut self.hot[i as usize * HOT_WORDS + H_KEY4];
+        *w = (*w & !((0xf << STATE_SHIFT) | REPLIED))
+            | (state.bits() << STATE_SHIFT)
+            | if replied { REPLIED } else { 0 };
+    }
+
+    #[inline(always)]
+    fn expires(&self, i: u32) -> u64 {
+        self.hot[i as usize * HOT_WORDS + H_EXPIRES]
+    }
+
+    fn load_dirs(&self, i: u32) -> [Dir; 2] {
+        let at = i as usize * COLD_WORDS;
+        let c = &self.cold[at..at + COLD_WORDS];
+        let dir = |d: usize| Dir {
+            end: c[2 * d] as u32,
+            maxend: (c[2 * d] >> 32) as u32,
+            maxwin: c[2 * d + 1] as u32,
+            fin_seq: (c[2 * d + 1] >> 32) as u32,
+            wscale: (c[C_FLAGS] >> (16 * d)) as u8,
+            fin: (c[C_FLAGS] >> (16 * d + 8)) & 1 != 0,
+        };
+        [dir(0), dir(1)]
+    }
+
+    fn store_dirs(&mut self, i: u32, dirs: &[Dir; 2]) {
+        let at = i as usize * COLD_WORDS;
+        let c = &mut self.cold[at..at + COLD_WORDS];
+        let mut flags = 0;
+        for (d, x) in dirs.iter().enumerate() {
+            c[2 * d] = u64::from(x.end) | (u64::from(x.maxend) << 32);
+            c[2 * d + 1] = u64::from(x.maxwin) | (u64::from(x.fin_seq) << 32);
+            flags |= (u64::from(x.wscale) | (u64::from(x.fin) << 8)) << (16 * d);
+        }
+        c[C_FLAGS] = flags;
+    }
+
+    #[inline(always)]
+    fn slot(&self, i: u32) -> u32 {
+        self.cold[i as usize * COLD_WORDS + C_SLOT] as u32
+    }
+
+    #[inline(always)]
+    fn prev_next(&self, i: u32) -> (u32, u32) {
+        let w = self.cold[i as usize * COLD_WORDS + C_LINKS];
+        (w as u32, (w >> 32) as u32)
+    }
+
+    #[inline(always)]
+    fn set_links(&mut self, i: u32, slot: u32, prev: u32, next: u32) {
+        let at = i as usize * COLD_WORDS;
+        self.cold[at + C_LINKS] = u64::from(prev) | (u64::from(next) << 32);
+        self.cold[at + C_SLOT] = u64::from(slot);
+    }
+
+    #[inline(always)]
+    fn set_prev(&mut self, i: u32, prev: u32) {
+        let w = &mut self.cold[i as usize * COLD_WORDS + C_LINKS];
+        *w = (*w & !0xffff_ffff) | u64::from(prev);
+    }
+
+    #[inline(always)]
+    fn set_next(&mut self, i: u32, next: u32) {
+        let w = &mut self.cold[i as usize * COLD_WORDS + C_LINKS];
+        *w = (*w & 0xffff_ffff) | (u64::from(next) << 32);
+    }
+
+    #[inline(always)]
+    fn timeout(&self, state: State, replied: bool) -> u64 {
         let t = &self.timeouts;
-        match c.state {
+        match state {
             State::SynSent => t.syn_sent,
             State::SynRecv => t.syn_recv,
             State::Established => t.established,
@@ -316,7 +747,7 @@ impl Table {
             State::LastAck => t.last_ack,
             State::TimeWait => t.time_wait,
             State::Close => t.close,
-            State::Udp if c.replied => t.udp_stream,
+            State::Udp if replied => t.udp_stream,
             State::Udp => t.udp,
             State::Icmp => t.icmp,
         }
@@ -327,48 +758,41 @@ impl Table {
     }
 
     fn link(&mut self, i: u32) {
-        let s = self.slot_of(self.entries[i as usize].expires);
+        let s = self.slot_of(self.expires(i));
         let head = self.wheel[s as usize];
-        {
-            let e = &mut self.entries[i as usize];
-            e.slot = s;
-            e.prev = NIL;
-            e.next = head;
-        }
+        self.set_links(i, s, NIL, head);
         if head != NIL {
-            self.entries[head as usize].prev = i;
+            self.set_prev(head, i);
         }
         self.wheel[s as usize] = i;
     }
 
     fn unlink(&mut self, i: u32) {
-        let (s, p, n) = {
-            let e = &self.entries[i as usize];
-            (e.slot, e.prev, e.next)
-        };
+        let s = self.slot(i);
+        let (p, n) = self.prev_next(i);
         if s == NIL {
             return;
         }
         if p != NIL {
-            self.entries[p as usize].next = n;
+            self.set_next(p, n);
         } else {
             self.wheel[s as usize] = n;
         }
         if n != NIL {
-            self.entries[n as usize].prev = p;
+            self.set_prev(n, p);
         }
-        let e = &mut self.entries[i as usize];
-        e.slot = NIL;
-        e.prev = NIL;
-        e.next = NIL;
+        self.set_links(i, NIL, NIL, NIL);
     }
 
-    /// Sets the expiry from the state; re-files the entry only if it moved earlier.
+    /// Sets the expiry from the state; re-files the entry only if it moved earlier. (A live
+    /// entry is always filed: `create` files it, and only `poll` unfiles one, to re-file it.)
+    #[inline]
     fn refresh(&mut self, i: u32, now: u64) {
-        let t = now.saturating_add(self.timeout(&self.entries[i as usize]));
-        let old = self.entries[i as usize].expires;
-        self.entries[i as usize].expires = t;
-        if t < old || self.entries[i as usize].slot == NIL {
+        let (state, replied) = self.flags(i);
+        let t = now.saturating_add(self.timeout(state, replied));
+        let at = i as usize * HOT_WORDS + H_EXPIRES;
+        let old = std::mem::replace(&mut self.hot[at], t);
+        if t < old {
             self.unlink(i);
             self.link(i);
         }
@@ -376,11 +800,8 @@ impl Table {
 
     fn remove(&mut self, i: u32) {
         self.unlink(i);
-        let e = &mut self.entries[i as usize];
-        e.live = false;
-        let k = e.key;
-        self.map.remove(&k);
-        self.map.remove(&k.reversed());
+        let h = hash(&key_of(self.hot_line(i)));
+        self.erase(i, h);
         self.free.push(i);
     }
 
@@ -392,13 +813,12 @@ impl Table {
             let s = ((self.tick + d) % WHEEL_SLOTS as u64) as usize;
             let mut i = self.wheel[s];
             while i != NIL {
-                let e = &self.entries[i as usize];
-                if !e.replied {
+                if !self.flags(i).1 {
                     self.remove(i);
                     self.counters.early_drops += 1;
                     return true;
                 }
-                i = e.next;
+                i = self.prev_next(i).1;
                 looked += 1;
                 if looked > 1024 {
                     return false;
@@ -421,23 +841,19 @@ impl Table {
             self.started = true;
             self.tick = now / TICK_NS;
         }
-        if let Some(&v) = self.map.get(k) {
+        let h = hash(k);
+        if let Some((i, _)) = self.lookup_hashed(h, k) {
             // Opened by an earlier packet of the same burst.
-            return Some(v >> 1);
+            return Some(i);
         }
         if self.free.is_empty() && !(self.early_drop && self.evict_one()) {
             return None;
         }
         let i = self.free.pop()?;
-        let mut c = Conn {
-            key: *k,
-            state,
-            live: true,
-            ..Conn::default()
-        };
+        let mut dirs = [Dir::default(); 2];
         if let Some(t) = tcp {
             let end = t.seq.wrapping_add(t.payload).wrapping_add(1);
-            c.dirs[0] = Dir {
+            dirs[0] = Dir {
                 end,
                 maxend: end,
                 maxwin: u32::from(t.win).max(1),
@@ -445,31 +861,50 @@ impl Table {
                 ..Dir::default()
             };
         }
-        self.entries[i as usize] = c;
-        self.map.insert(*k, i << 1);
-        let r = k.reversed();
-        if r != *k {
-            self.map.insert(r, (i << 1) | 1);
+        let kw = key_words(k);
+        let expires = now.saturating_add(self.timeout(state, false));
+        {
+            let at = i as usize * HOT_WORDS;
+            let e = &mut self.hot[at..at + HOT_WORDS];
+            e[..5].copy_from_slice(&kw);
+            e[H_KEY4] |= state.bits() << STATE_SHIFT;
+            e[H_EXPIRES] = expires;
+            e[H_RULES] = 0;
+            e[H_GEN] = 0;
         }
-        self.refresh(i, now);
+        self.store_dirs(i, &dirs);
+        self.set_links(i, NIL, NIL, NIL);
+        self.insert(i, h);
+        self.link(i);
         self.counters.created += 1;
         Some(i)
     }
 
     /// Tracks a packet of connection `i` in direction `dir` (`tcp` for TCP packets).
+    #[inline]
     pub fn track(&mut self, i: u32, dir: usize, tcp: Option<&TcpInfo>, now: u64) -> Track {
-        let c = &mut self.entries[i as usize];
-        let r = match (c.state, tcp) {
+        let (state, replied) = self.flags(i);
+        let r = match (state, tcp) {
             (State::Udp | State::Icmp, _) => {
-                if dir == 1 {
-                    c.replied = true;
+                if dir == 1 && !replied {
+                    self.set_flags(i, state, true);
                 }
                 Track::Ok {
-                    established: c.replied,
+                    established: replied || dir == 1,
                 }
             }
             (_, None) => Track::Invalid,
-            (_, Some(t)) => tcp_track(c, dir, t),
+            (_, Some(t)) => {
+                let mut c = Tcb {
+                    state,
+                    replied,
+                    dirs: self.load_dirs(i),
+                };
+                let r = tcp_track(&mut c, dir, t);
+                self.set_flags(i, c.state, c.replied);
+                self.store_dirs(i, &c.dirs);
+                r
+            }
         };
         match r {
             Track::Ok { .. } => self.refresh(i, now),
@@ -491,14 +926,9 @@ impl Table {
             let s = (t % WHEEL_SLOTS as u64) as usize;
             let mut i = std::mem::replace(&mut self.wheel[s], NIL);
             while i != NIL {
-                let next = self.entries[i as usize].next;
-                {
-                    let e = &mut self.entries[i as usize];
-                    e.slot = NIL;
-                    e.prev = NIL;
-                    e.next = NIL;
-                }
-                if self.entries[i as usize].expires <= now {
+                let next = self.prev_next(i).1;
+                self.set_links(i, NIL, NIL, NIL);
+                if self.expires(i) <= now {
                     self.remove(i);
                     self.counters.expired += 1;
                 } else {
@@ -512,7 +942,7 @@ impl Table {
 }
 
 /// TCP state and window tracking for a packet of a known connection.
-fn tcp_track(c: &mut Conn, dir: usize, t: &TcpInfo) -> Track {
+fn tcp_track(c: &mut Tcb, dir: usize, t: &TcpInfo) -> Track {
     let f = t.flags;
     let syn = f & SYN != 0;
     let ackf = f & ACK != 0;
@@ -614,7 +1044,7 @@ fn tcp_track(c: &mut Conn, dir: usize, t: &TcpInfo) -> Track {
 }
 
 /// Rooij's four window checks, then the window bookkeeping.
-fn in_window(c: &mut Conn, dir: usize, t: &TcpInfo) -> bool {
+fn in_window(c: &mut Tcb, dir: usize, t: &TcpInfo) -> bool {
     if t.fragmented {
         return true;
     }
@@ -832,5 +1262,85 @@ mod tests {
         assert!(t.lookup(&k(2)).is_none(), "the half-open one was evicted");
         assert!(t.lookup(&k(1)).is_some(), "the replied one stays");
         assert_eq!(t.counters.early_drops, 1);
+    }
+
+    #[test]
+    fn index_matches_a_model_through_overflow_and_deletes() {
+        // Small tables overflow buckets often; random opens and closes against a map.
+        for cap in [1usize, 3, 8, 50, 300] {
+            let mut t = Table::new(cap, Timeouts::default(), false);
+            let mut model: std::collections::HashMap<FlowKey, u32> = Default::default();
+            let mut x = 0x1234_5678_9abc_def0u64 ^ cap as u64;
+            let mut rnd = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            for step in 0..20_000u64 {
+                let r = rnd();
+                let p = (r % (3 * cap as u64 + 5)) as u16;
+                let v6 = r & (1 << 20) != 0;
+                let k = if v6 {
+                    FlowKey::v6(
+                        std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, p),
+                        std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+                        p,
+                        53,
+                        17,
+                    )
+                } else {
+                    FlowKey::v4(
+                        Ipv4Addr::new(10, 0, (p >> 8) as u8, p as u8),
+                        Ipv4Addr::new(10, 9, 9, 9),
+                        p,
+                        53,
+                        17,
+                    )
+                };
+                let k = if r & (1 << 21) != 0 { k.reversed() } else { k };
+                let want = model
+                    .get(&k)
+                    .map(|&i| (i, 0))
+                    .or_else(|| model.get(&k.reversed()).map(|&i| (i, 1)));
+                assert_eq!(t.lookup(&k), want, "cap {cap} step {step}");
+                match want {
+                    Some((i, _)) if r & (1 << 22) != 0 => {
+                        // Close it: a reused TCP tuple is the packet path's way to delete.
+                        let key = t.get(i).key;
+                        t.remove(i);
+                        model.remove(&key);
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Some(i) = t.create(&k, State::Udp, None, step) {
+                            assert_eq!(t.get(i).key, k);
+                            model.insert(k, i);
+                        } else {
+                            assert_eq!(model.len(), cap);
+                        }
+                    }
+                }
+                assert_eq!(t.len(), model.len());
+            }
+        }
+    }
+
+    #[test]
+    fn flow_cache_generations() {
+        let mut t = Table::new(4, Timeouts::default(), false);
+        let i = t.create(&key(), State::Udp, None, 0).unwrap();
+        assert_eq!(t.cached(i, 0), None);
+        let v = |gen, rule, action| Cached { gen, rule, action };
+        t.set_cached(i, 0, v(3, 7, 0));
+        t.set_cached(i, 1, v(3, u32::MAX, 2));
+        assert_eq!(t.cached(i, 0), Some(v(3, 7, 0)));
+        assert_eq!(t.cached(i, 1), Some(v(3, u32::MAX, 2)));
+        // A newer generation in one direction: the other's older verdict could never match.
+        t.set_cached(i, 1, v(4, 9, 1));
+        assert_eq!(t.cached(i, 0), None);
+        assert_eq!(t.cached(i, 1), Some(v(4, 9, 1)));
+        assert_eq!(t.get(i).key, key());
+        assert_eq!(t.get(i).state, State::Udp);
     }
 }

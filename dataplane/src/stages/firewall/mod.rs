@@ -6,6 +6,11 @@
 //!    match on ([`rules::PacketKey`]), and connection tracking ([`conntrack`]): a packet of a
 //!    tracked connection whose direction already has a verdict for the current rule
 //!    generation takes it from the flow cache and is done here, skipping classification.
+//!    It runs in chunks of 32 packets: all their headers are read first, then their
+//!    connection-table hashes are computed and their buckets and entries touched at once
+//!    ([`conntrack::Table::prefetch`]), so a burst's cache misses overlap; then each packet
+//!    is tracked in order. A fragment keeps its exact place: the chunk's packets before it
+//!    go through first, then it is inspected and tracked alone.
 //! 2. **Classify** the rest, the whole burst at once, per family ([`classifier`]).
 //! 3. **Act**: accept (and start tracking a new connection), drop, or reject (a TCP RST or
 //!    an ICMP administratively-prohibited unreachable, built with `ctx.alloc()` and sent back
@@ -165,6 +170,9 @@ const DROP_NAMES: &[&str] = &[
 pub const DEFAULT_RULE: u32 = u32::MAX;
 
 const BURST: usize = pmd::BURST_MAX;
+/// Packets whose headers are read, hashed and whose connections are touched before any of
+/// them is tracked.
+const CHUNK: usize = 32;
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
@@ -413,11 +421,24 @@ enum First {
     Done(Next),
     /// Classify it.
     Classify,
+    /// A fragment, left alone for now (`defer_fragments`): nothing was recorded.
+    Fragment,
 }
 
 impl Firewall {
     /// Pass 1, first half: headers, fragments and the fields the rules match on.
-    fn inspect(&mut self, i: usize, m: &Mbuf, pending_holds: &mut usize, now: u64) -> First {
+    ///
+    /// With `defer_fragments` a fragment is left untouched (`First::Fragment`): up to that
+    /// point the function only reads the packet and writes `info[i]`, so the packets before a
+    /// fragment can be inspected ahead of their connection tracking.
+    fn inspect(
+        &mut self,
+        i: usize,
+        m: &Mbuf,
+        pending_holds: &mut usize,
+        now: u64,
+        defer_fragments: bool,
+    ) -> First {
         use reason::*;
         let frame = m.data();
         let Ok(p) = parse(frame) else {
@@ -486,6 +507,9 @@ impl Firewall {
 
         // Fragments.
         if p.is_fragment {
+            if defer_fragments {
+                return First::Fragment;
+            }
             let fk = FragKey {
                 src,
                 dst,
@@ -601,7 +625,7 @@ impl Firewall {
     }
 
     /// Pass 1, second half: connection tracking (after the headers of packet `i` are read).
-    fn inspect_ct(&mut self, i: usize, gen: u64, now: u64) -> First {
+    fn inspect_ct(&mut self, i: usize, gen: u64, now: u64, hash: Option<u64>) -> First {
         use reason::*;
         let info = &mut self.info[i];
         let Some(table) = self.ct.as_mut() else {
@@ -614,14 +638,17 @@ impl Firewall {
             };
             return First::Classify;
         }
-        let mut found = table.lookup(&info.flow);
+        let mut found = match hash {
+            Some(h) => table.lookup_hashed(h, &info.flow),
+            None => table.lookup(&info.flow),
+        };
         if let Some((c, dir)) = found {
             match table.track(c, dir, info.tcp.as_ref(), now) {
                 Track::Ok { established } => {
                     info.conn = Some((c, dir));
                     if established {
                         info.key.ct = ct::ESTABLISHED;
-                        if let Some(v) = table.get(c).cached[dir] {
+                        if let Some(v) = table.cached(c, dir) {
                             if v.gen == gen {
                                 let next = match v.action {
                                     0 => Next::CONTINUE,
@@ -794,6 +821,54 @@ impl Firewall {
 }
 
 impl Firewall {
+    /// Pass 1 for packet `i`, whose headers are read: connection tracking (`hash`: its flow
+    /// key's [`conntrack::hash`], when computed already), then the flow cache or the list
+    /// to classify. A packet of a flow whose first packet is waiting in this burst to open a
+    /// connection must see that connection: what is pending is classified first.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn track_one(
+        &mut self,
+        ctx: &mut Ctx,
+        pkts: &[Mbuf],
+        nexts: &mut [Next],
+        i: usize,
+        gen: u64,
+        now: u64,
+        hash: Option<u64>,
+    ) {
+        if !self.pending.is_empty() {
+            let f = self.info[i].flow;
+            let h = f.symmetric_hash();
+            let q = self.info[i].quoted.flatten();
+            let qh = q.map(|q| q.symmetric_hash());
+            let dep = self.pending.iter().any(|&(ph, j)| {
+                let g = self.info[j as usize].flow;
+                (ph == h && (g == f || g == f.reversed()))
+                    || (Some(ph) == qh && q.is_some_and(|q| g == q || g == q.reversed()))
+            });
+            if dep {
+                self.finish(ctx, pkts, nexts, gen);
+            }
+        }
+        match self.inspect_ct(i, gen, now, hash) {
+            First::Done(next) => nexts[i] = next,
+            _ => {
+                self.keys[i] = self.info[i].key;
+                self.classify.push(i as u16);
+                if self.info[i].key.v6 {
+                    self.todo6.push(i as u16);
+                } else {
+                    self.todo4.push(i as u16);
+                }
+                if self.info[i].create.is_some() {
+                    let h = self.info[i].flow.symmetric_hash();
+                    self.pending.push((h, i as u16));
+                }
+            }
+        }
+    }
+
     /// Passes 2 and 3 for the packets collected so far: classify them as a burst, then act.
     fn finish(&mut self, ctx: &mut Ctx, pkts: &[Mbuf], nexts: &mut [Next], gen: u64) {
         let now = ctx.now;
@@ -836,15 +911,19 @@ impl Firewall {
             self.count_rule(rule, info.len);
             if let (Some((c, dir)), Some(t)) = (info.conn, self.ct.as_mut()) {
                 if info.key.ct == ct::ESTABLISHED {
-                    t.get_mut(c).cached[dir] = Some(Cached {
-                        gen,
-                        rule,
-                        action: match action {
-                            Action::Accept => 0,
-                            Action::Drop => 1,
-                            Action::Reject => 2,
+                    t.set_cached(
+                        c,
+                        dir,
+                        Cached {
+                            gen,
+                            rule,
+                            action: match action {
+                                Action::Accept => 0,
+                                Action::Drop => 1,
+                                Action::Reject => 2,
+                            },
                         },
-                    });
+                    );
                 }
             }
             if action == Action::Reject {
@@ -916,43 +995,52 @@ impl Stage for Firewall {
         self.todo4.clear();
         self.todo6.clear();
 
-        // Pass 1: inspect. A packet of a flow whose first packet is waiting in this burst to
-        // open a connection must see that connection: classify what is pending first.
-        self.pending.clear();
-        for i in 0..n {
-            if let First::Done(next) = self.inspect(i, &pkts[i], &mut pending_holds, now) {
-                nexts[i] = next;
-                continue;
-            }
-            if !self.pending.is_empty() {
-                let f = self.info[i].flow;
-                let h = f.symmetric_hash();
-                let q = self.info[i].quoted.flatten();
-                let qh = q.map(|q| q.symmetric_hash());
-                let dep = self.pending.iter().any(|&(ph, j)| {
-                    let g = self.info[j as usize].flow;
-                    (ph == h && (g == f || g == f.reversed()))
-                        || (Some(ph) == qh && q.is_some_and(|q| g == q || g == q.reversed()))
-                });
-                if dep {
-                    self.finish(ctx, pkts, nexts, gen);
-                }
-            }
-            match self.inspect_ct(i, gen, now) {
-                First::Done(next) => nexts[i] = next,
-                First::Classify => {
-                    self.keys[i] = self.info[i].key;
-                    self.classify.push(i as u16);
-                    if self.info[i].key.v6 {
-                        self.todo6.push(i as u16);
-                    } else {
-                        self.todo4.push(i as u16);
-                    }
-                    if self.info[i].create.is_some() {
-                        let h = self.info[i].flow.symmetric_hash();
-                        self.pending.push((h, i as u16));
+        // Pass 1: inspect, in chunks: the headers of a chunk's packets (up to its first
+        // fragment, whose bookkeeping must keep its place in the order), their connection
+        // table hashes and a touch of their buckets and entries so the misses overlap, then
+        // connection tracking packet by packet.
+        let mut i = 0;
+        while i < n {
+            let end = (i + CHUNK).min(n);
+            let mut split = end;
+            let mut ready = [false; CHUNK];
+            for j in i..end {
+                match self.inspect(j, &pkts[j], &mut pending_holds, now, true) {
+                    First::Done(next) => nexts[j] = next,
+                    First::Classify => ready[j - i] = true,
+                    First::Fragment => {
+                        split = j;
+                        break;
                     }
                 }
+            }
+            let mut hashes = [None; CHUNK];
+            if let Some(t) = self.ct.as_ref() {
+                let mut burst = [0u64; CHUNK];
+                let mut m = 0;
+                for j in i..split {
+                    if ready[j - i] && self.info[j].quoted.is_none() {
+                        let h = conntrack::hash(&self.info[j].flow);
+                        hashes[j - i] = Some(h);
+                        burst[m] = h;
+                        m += 1;
+                    }
+                }
+                t.prefetch(&burst[..m]);
+            }
+            for j in i..split {
+                if ready[j - i] {
+                    self.track_one(ctx, pkts, nexts, j, gen, now, hashes[j - i]);
+                }
+            }
+            if split < end {
+                match self.inspect(split, &pkts[split], &mut pending_holds, now, false) {
+                    First::Done(next) => nexts[split] = next,
+                    _ => self.track_one(ctx, pkts, nexts, split, gen, now, None),
+                }
+                i = split + 1;
+            } else {
+                i = end;
             }
         }
         for n in nexts.iter_mut().skip(n) {
