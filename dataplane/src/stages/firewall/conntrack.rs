@@ -527,13 +527,12 @@ impl Table {
         &self.hot[at..at + HOT_WORDS]
     }
 
-    /// Touches the buckets of a burst's `hashes`, then the entries their signatures point at,
+    /// Prefetches the buckets of a burst's `hashes`, then the entries their signatures point at,
     /// so that the lookups that follow find them in cache.
     #[inline]
     pub fn prefetch(&self, hashes: &[u64]) {
-        let mut acc = 0u64;
         for &h in hashes {
-            acc ^= self.buckets[(h as usize & self.mask) * BUCKET_WORDS];
+            pmd::cpu::prefetch(&self.buckets[(h as usize & self.mask) * BUCKET_WORDS]);
         }
         for &h in hashes {
             let line = self.bucket(h as usize & self.mask);
@@ -544,15 +543,13 @@ impl Table {
                     cand = w as u32;
                 }
             }
-            if cand != 0 {
-                acc ^= self
-                    .hot
-                    .get((cand as usize - 1) * HOT_WORDS + H_KEY4)
-                    .copied()
-                    .unwrap_or(0);
+            if let Some(w) = (cand != 0)
+                .then(|| self.hot.get((cand as usize - 1) * HOT_WORDS + H_KEY4))
+                .flatten()
+            {
+                pmd::cpu::prefetch(w);
             }
         }
-        std::hint::black_box(acc);
     }
 
     /// Finds `k`: (entry index, direction: 0 originating, 1 reply).
