@@ -183,6 +183,8 @@ pub struct Ctx<'a> {
     pub worker: usize,
     pub(crate) cache: &'a mut pmd::PoolCache,
     pub(crate) emitted: &'a mut pmd::Burst,
+    /// Where [`Ctx::resume`] puts packets back into the chain (`None` outside `process`).
+    pub(crate) resumed: Option<&'a mut pmd::Burst>,
     pub(crate) created: &'a mut u64,
     pub(crate) drops: &'a mut DropCounters,
     pub(crate) local_drops: &'a mut [u64; MAX_STAGE_DROPS],
@@ -207,6 +209,24 @@ impl Ctx<'_> {
         if let Err(m) = self.emitted.push(m) {
             self.drops.count(DropReason::EmitOverflow);
             self.cache.free(m);
+        }
+    }
+
+    /// Puts a packet this stage held back into the chain: it goes on to the next stage with
+    /// the burst being processed, as if it had just arrived there (a fragment the firewall held
+    /// until its first fragment's verdict goes on through NAT and the router). In `process`
+    /// only: from `poll` or `flush`, where no burst is moving, it is emitted instead by its
+    /// egress port. In replay it keeps its own sequence number, so output order holds.
+    #[inline]
+    pub fn resume(&mut self, m: Mbuf) {
+        match self.resumed.as_deref_mut() {
+            Some(b) => {
+                if let Err(m) = b.push(m) {
+                    self.drops.count(DropReason::EmitOverflow);
+                    self.cache.free(m);
+                }
+            }
+            None => self.emit(m),
         }
     }
 

@@ -16,6 +16,8 @@ use crate::stage::{Ctx, DropCounters, DropReason, Next, NextKind, Stage, MAX_STA
 pub struct ChainRunner {
     nexts: [Next; BURST_MAX],
     emitted: Burst,
+    /// Held packets a stage put back into the chain ([`Ctx::resume`]).
+    resumed: Burst,
     /// Drops by engine-wide reason.
     pub drops: DropCounters,
     /// Drops by each stage's own reasons: `stage_drops[stage][code]`.
@@ -32,6 +34,7 @@ impl ChainRunner {
         ChainRunner {
             nexts: [Next::CONTINUE; BURST_MAX],
             emitted: Burst::new(),
+            resumed: Burst::new(),
             drops: DropCounters::default(),
             stage_drops: vec![[0; MAX_STAGE_DROPS]; stages],
             processed: 0,
@@ -74,6 +77,7 @@ impl ChainRunner {
                     worker,
                     cache: &mut *cache,
                     emitted: &mut self.emitted,
+                    resumed: Some(&mut self.resumed),
                     created: &mut self.created,
                     drops: &mut self.drops,
                     local_drops: &mut self.stage_drops[si],
@@ -84,6 +88,7 @@ impl ChainRunner {
                 move_emitted(&mut self.emitted, leaving, &mut self.drops, cache, nports);
             }
             if self.nexts[..n].iter().all(|&x| x == Next::CONTINUE) {
+                self.take_resumed(burst, cache);
                 continue;
             }
             let nexts = &self.nexts;
@@ -127,6 +132,22 @@ impl ChainRunner {
                     None
                 }
             });
+            self.take_resumed(burst, cache);
+        }
+    }
+
+    /// Puts the packets a stage resumed at the end of `burst`, which goes on to the next stage
+    /// (what does not fit a burst is dropped as `emit_overflow`).
+    #[inline]
+    fn take_resumed(&mut self, burst: &mut Burst, cache: &mut PoolCache) {
+        if self.resumed.is_empty() || self.resumed.append_to(burst) {
+            return;
+        }
+        while let Some(m) = self.resumed.pop() {
+            if let Err(m) = burst.push(m) {
+                self.drops.count(DropReason::EmitOverflow);
+                cache.free(m);
+            }
         }
     }
 
@@ -177,6 +198,7 @@ impl ChainRunner {
                 worker,
                 cache: &mut *cache,
                 emitted: &mut self.emitted,
+                resumed: None,
                 created: &mut self.created,
                 drops: &mut self.drops,
                 local_drops: &mut self.stage_drops[si],

@@ -53,19 +53,16 @@
 //! fragment_hold_ms = 1000       # longest a fragment waits for its first fragment
 //! max_held = 256                # fragments held per worker
 //! reject_rate = 100             # rejects sent per second per worker
-//! release = { lan = "wan" }     # egress port of released held fragments, by input port
+//! release = { lan = "wan" }     # optional: egress port set on released held fragments
 //! ```
 //!
-//! `release` exists because a released fragment leaves through `ctx.emit`, which skips the
-//! rest of the chain: without a `release` entry for its input port it is dropped by the engine
-//! as `no_egress` (see the notes on the engine API below).
+//! A held fragment, once its first fragment is accepted, goes back into the chain with
+//! `Ctx::resume`: it continues at the next stage with the burst being processed, so NAT and
+//! the router see it like any other packet (it is never sent out untranslated). `release`, if
+//! given, also sets its egress port (a chain whose later stages set none).
 //!
 //! # Notes on the engine API
 //!
-//! * A held packet can only leave by `ctx.emit`, which skips the stages after this one; a
-//!   fragment held by the firewall (the first stage) should instead resume the chain at the
-//!   next stage (a `Ctx::resume(m)` that queues it for the next stage, or `emit` taking the
-//!   stage index to continue from). Until then `release` names its egress.
 //! * `Stage::hold` is not given the clock; the stage keeps the `now` of the last burst (and
 //!   prefers the packet's timestamp when it is on that clock).
 //! * The worker's symmetric hash gives every fragment ports 0, so all fragments of a datagram
@@ -368,7 +365,7 @@ impl Firewall {
                     m.set_egress(e);
                 }
                 stats.fragments_released += 1;
-                ctx.emit(m);
+                ctx.resume(m);
             }
             Verdict::Drop(code) => ctx.drop_held(m, code),
             Verdict::Pending => ctx.drop_held(m, reason::FRAGMENT_DENIED),

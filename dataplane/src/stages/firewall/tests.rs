@@ -132,6 +132,9 @@ impl H {
                 worker: 0,
                 cache: &mut self.cache,
                 emitted: &mut self.emitted,
+                // Released fragments are emitted here (as outside `process`), so the harness
+                // sees them; the chain resumes them at the next stage (tests/golden.rs).
+                resumed: None,
                 created: &mut self.created,
                 drops: &mut self.drops,
                 local_drops: &mut self.local,
