@@ -293,5 +293,56 @@ fn classifier(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ring, csum, pool_burst, chain, fib, classifier);
+fn nat(c: &mut Criterion) {
+    use dataplane::stages::nat::table::{key, Session, Table};
+    const N: u32 = 1 << 20;
+    let mut t = Table::new(N as usize, 7);
+    for i in 0..N {
+        let e = Session {
+            in_addr: 0x0a00_0000 | (i >> 4),
+            in_port: 1024 + (i & 15) as u16,
+            ext_addr: 0xc612_0000 | (i >> 16),
+            ext_port: (i & 0xffff) as u16,
+            proto: 17,
+            deadline: 300,
+            ..Default::default()
+        };
+        t.add(e, 0);
+    }
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let keys: Vec<u64> = (0..1 << 16)
+        .map(|_| {
+            let i = (rng.next() % u64::from(N)) as u32;
+            key(17, 0x0a00_0000 | (i >> 4), 1024 + (i & 15) as u16)
+        })
+        .collect();
+    let mut at = 0usize;
+    let mut g = c.benchmark_group("nat");
+    g.throughput(Throughput::Elements(BURST as u64));
+    g.bench_function("find_in x32, 1M sessions, random", |b| {
+        b.iter(|| {
+            let mut found = 0u32;
+            for &k in &keys[at..at + BURST] {
+                found += u32::from(t.find_in(black_box(k)).is_some());
+            }
+            at = (at + BURST) & ((1 << 16) - 1);
+            black_box(found)
+        })
+    });
+    g.bench_function("warm + find_in x32, 1M sessions, random", |b| {
+        b.iter(|| {
+            let ks = &keys[at..at + BURST];
+            t.warm(ks);
+            let mut found = 0u32;
+            for &k in ks {
+                found += u32::from(t.find_in(black_box(k)).is_some());
+            }
+            at = (at + BURST) & ((1 << 16) - 1);
+            black_box(found)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ring, csum, pool_burst, chain, fib, classifier, nat);
 criterion_main!(benches);
