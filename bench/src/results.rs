@@ -374,7 +374,17 @@ fn draw_plots(newest: &BTreeMap<String, RunResult>, dir: &Path) -> Result<Plots,
         let f = "mpps.png";
         plot_mpps(newest, &dir.join(f)).map_err(|e| format!("{f}: {e}"))?;
         out.push((
-            "Mpps per scenario, ours next to the DPDK peer".into(),
+            "Headline figure per scenario, ours next to the DPDK peer".into(),
+            f.into(),
+        ));
+    }
+    let ratios = ratio_bars(newest);
+    if !ratios.is_empty() {
+        let f = "ratios.png";
+        plot_ratios(&ratios, &dir.join(f)).map_err(|e| format!("{f}: {e}"))?;
+        out.push((
+            "Same-run ratio to the DPDK peer, every figure that has one (right of 1.0: ours ahead)"
+                .into(),
             f.into(),
         ));
     }
@@ -425,7 +435,10 @@ fn plot_mpps(newest: &BTreeMap<String, RunResult>, path: &Path) -> Result<(), Dy
     root.fill(&WHITE)?;
     let n = rows.len();
     let mut chart = ChartBuilder::on(&root)
-        .caption("Throughput per scenario (Mpps)", ("sans-serif", 24))
+        .caption(
+            "Headline figure per scenario, millions per second (router: lookups, firewall: classifications)",
+            ("sans-serif", 17),
+        )
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -548,6 +561,78 @@ fn plot_cdf(newest: &BTreeMap<String, RunResult>, path: &Path) -> Result<(), Dyn
         .label_font(("sans-serif", 15))
         .position(SeriesLabelPosition::LowerRight)
         .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Every ratio to a DPDK peer: a scenario's rows that have one, or its headline.
+fn ratio_bars(newest: &BTreeMap<String, RunResult>) -> Vec<(String, f64)> {
+    let mut v = Vec::new();
+    for r in newest.values() {
+        let rows: Vec<&Row> = r
+            .rows
+            .iter()
+            .filter(|x| x.ratio.is_some() && x.peer.is_some())
+            .collect();
+        if rows.is_empty() {
+            if let Some(x) = r.ratio {
+                v.push((r.scenario.clone(), x));
+            }
+        }
+        for row in rows {
+            let what: String = row.what.chars().take(46).collect();
+            v.push((format!("{}: {what}", r.scenario), row.ratio.unwrap_or(0.0)));
+        }
+    }
+    v
+}
+
+fn plot_ratios(bars: &[(String, f64)], path: &Path) -> Result<(), DynErr> {
+    let n = bars.len();
+    let top = bars.iter().map(|b| b.1).fold(1.5f64, f64::max) * 1.15;
+    let root = BitMapBackend::new(path, (1100, 120 + 28 * n as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Ours over the DPDK peer, same run (higher is better; memory and update time: theirs over ours)",
+            ("sans-serif", 18),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(430)
+        .build_cartesian_2d(0f64..top, 0f64..n as f64)?;
+    let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n * 2 + 1)
+        .y_label_formatter(&|y| {
+            let i = y.floor() as usize;
+            if (y - y.floor() - 0.5).abs() < 0.01 && i < names.len() {
+                names[n - 1 - i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .x_desc("ratio")
+        .label_style(("sans-serif", 13))
+        .draw()?;
+    chart.draw_series(bars.iter().enumerate().map(|(i, (_, x))| {
+        let y = (n - 1 - i) as f64;
+        let c = if *x >= 1.0 { OURS } else { THEIRS };
+        Rectangle::new([(0.0, y + 0.15), (x.min(top), y + 0.85)], c.filled())
+    }))?;
+    chart.draw_series(bars.iter().enumerate().map(|(i, (_, x))| {
+        Text::new(
+            format!("{x:.2}"),
+            (x.min(top) + top * 0.01, (n - 1 - i) as f64 + 0.7),
+            ("sans-serif", 13),
+        )
+    }))?;
+    chart.draw_series(LineSeries::new(
+        [(1.0, 0.0), (1.0, n as f64)],
+        BLACK.stroke_width(1),
+    ))?;
     root.present()?;
     Ok(())
 }
