@@ -75,8 +75,6 @@ routes = { a = "b", b = "a" }
 
     // More queues than workers is refused with the file, line and key.
     let bad = text.replacen("queues = 2", "queues = 3", 1);
-    let e = Config::parse("queues.toml", &bad, std::path::Path::new("."))
-        .err()
-        .expect("refused");
+    let e = Config::parse("queues.toml", &bad, std::path::Path::new(".")).expect_err("refused");
     assert_eq!(e.key, "port[0].queues", "{e}");
 }
