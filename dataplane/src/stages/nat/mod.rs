@@ -50,9 +50,14 @@
 //!   [`Nat44::memory_bytes`]). A full table is counted (`table_full`) and answered like an
 //!   exhausted pool.
 //! * **Lookups per burst**: before a burst (in chunks of 64) is processed, each packet's index
-//!   slot, then the entries it names, then (for likely new mappings) its subscriber entry are
-//!   loaded in passes over the whole chunk ([`Table::warm`]), so a table far larger than the
-//!   caches costs overlapping misses instead of two or three in a row per packet.
+//!   slot, then the entries it names, then (for likely new mappings: an empty home slot, or
+//!   loaded entries with other keys up to an empty slot, [`Table::absent`]) its subscriber
+//!   entry are loaded in passes over the whole chunk ([`Table::warm`]), so a table far larger
+//!   than the caches costs overlapping misses instead of two or three in a row per packet.
+//!   With random allocation, each likely new mapping from inside also has its first two port
+//!   draws made then, on its subscriber's paired address (or the one a new subscriber would
+//!   get), and the outside-index lines probing them reads loaded too; the allocation takes
+//!   those draws first, so only the order of draws changes.
 //! * **Observability**: sessions created/expired/active per protocol, subscribers, ports in
 //!   use per outside address and protocol (`pool_<addr>_<proto>_ports`), ICMP sent and
 //!   rate-limited, fragments, and every drop under [`DROP_REASONS`]. With `log = "file"`,
@@ -160,6 +165,8 @@ const FRAG_SLOTS: usize = 1024;
 /// Packets whose table lines are loaded together before they are processed (a burst is
 /// taken in chunks of this many).
 const WARM: usize = 64;
+/// Random port draws made ahead per likely new mapping (see [`Nat44::warm_ports`]).
+const DRAWS: usize = 2;
 
 #[inline(always)]
 fn be16(b: &[u8], i: usize) -> u16 {
@@ -339,6 +346,12 @@ pub struct Nat44 {
     /// Ports held per pool address and protocol by this worker.
     used: Vec<[u32; 3]>,
     rng: u64,
+    /// The first random port draws for the packet being processed, made ahead by
+    /// [`Self::warm_ports`] (taken by [`Self::alloc_port`]).
+    pre: Option<[u32; DRAWS]>,
+    /// The draws [`Self::warm_ports`] made for the chunk being processed (bit `i` of its
+    /// result says whether `ahead[i]` holds some).
+    ahead: [[u32; DRAWS]; WARM],
     port_macs: Vec<[u8; 6]>,
     icmp_tokens: u32,
     icmp_second: u32,
@@ -374,6 +387,8 @@ impl Nat44 {
             subs: Subscribers::new(cap, seed.rotate_left(31)),
             used: vec![[0; 3]; conf.pool.len()],
             rng: seed,
+            pre: None,
+            ahead: [[0; DRAWS]; WARM],
             port_macs,
             icmp_tokens: conf.icmp_rate,
             icmp_second: 0,
@@ -447,10 +462,12 @@ impl Nat44 {
         port_worker(port, self.workers) == self.worker
     }
 
-    /// A free outside port for `proto` on pool address `ext`, in the class of `in_port`.
-    fn alloc_port(&mut self, proto: u8, ext: u32, in_port: u16) -> Option<u16> {
+    /// The outside ports `(a, b)` a mapping of `proto` from inside port `in_port` takes: the
+    /// class of `in_port` (below 1024 or not) when the range allows.
+    #[inline]
+    fn port_class(&self, proto: u8, in_port: u16) -> (u16, u16) {
         let (lo, hi) = self.conf.ports;
-        let (a, b) = if proto == ICMP {
+        if proto == ICMP {
             (lo, hi)
         } else if in_port < 1024 && lo < 1024 {
             (lo, hi.min(1023))
@@ -458,24 +475,46 @@ impl Nat44 {
             (lo.max(1024), hi)
         } else {
             (lo, hi)
+        }
+    }
+
+    /// The port random draw `r` names in `a..=b`, moved to the next block this worker owns;
+    /// `None` if that lies past `b`.
+    #[inline]
+    fn candidate(&self, r: u32, a: u16, b: u16) -> Option<u16> {
+        let span = u64::from(b - a) + 1;
+        // Multiply-shift: uniform in the span like `r % span`, without a division.
+        let p = u32::from(a) + ((u64::from(r) * span) >> 32) as u32;
+        let p = if self.workers > 1 {
+            let w = self.workers as u32;
+            let blk = p >> PORT_BLOCK_BITS;
+            let shift = (self.worker as u32 + w - blk % w) % w;
+            p + (shift << PORT_BLOCK_BITS)
+        } else {
+            p
         };
+        (p <= u32::from(b)).then_some(p as u16)
+    }
+
+    /// A free outside port for `proto` on pool address `ext`, in the class of `in_port`. The
+    /// first [`DRAWS`] random draws are those [`Self::warm_ports`] made for this packet, if it
+    /// did.
+    fn alloc_port(&mut self, proto: u8, ext: u32, in_port: u16) -> Option<u16> {
+        let (a, b) = self.port_class(proto, in_port);
         let span = u32::from(b - a) + 1;
         if self.conf.sequential {
             return (a..=b)
                 .find(|&p| self.owns(p) && self.t.find_ext(key(proto, ext, p)).is_none());
         }
-        let w = self.workers as u32;
-        for _ in 0..32 {
-            let r = self.rand();
-            let p = u32::from(a) + r % span;
-            // Move to the next block this worker owns.
-            let blk = p >> PORT_BLOCK_BITS;
-            let shift = (self.worker as u32 + w - blk % w) % w;
-            let p = p + (shift << PORT_BLOCK_BITS);
-            if p > u32::from(b) {
+        let ahead = self.pre.take();
+        for t in 0..32 {
+            let r = match ahead {
+                Some(d) if t < DRAWS => d[t],
+                _ => self.rand(),
+            };
+            let Some(p) = self.candidate(r, a, b) else {
                 continue;
-            }
-            let p = p as u16;
+            };
             if self.t.find_ext(key(proto, ext, p)).is_none() {
                 return Some(p);
             }
@@ -489,6 +528,58 @@ impl Nat44 {
             }
         }
         None
+    }
+
+    /// The pool address a new subscriber `src` is paired with: by a hash of its address, among
+    /// those with room for `proto`.
+    #[inline]
+    fn pool_for(&self, src: u32, proto: u8) -> usize {
+        let n = self.conf.pool.len();
+        let first = hash32(src ^ 0x5a5a_5a5a) as usize % n;
+        (0..n)
+            .map(|i| (first + i) % n)
+            .find(|&i| self.used[i][proto_index(proto)] < 65536 / self.workers as u32)
+            .unwrap_or(first)
+    }
+
+    /// For the likely new mappings from inside of a chunk (`fresh` bits of `keys`, whose
+    /// subscriber entries [`Subscribers::warm`] loaded): makes each one's first [`DRAWS`]
+    /// random port draws now (into `ahead`, used by [`Self::alloc_port`]) and loads the
+    /// outside-index lines the probes of those ports read, so these misses overlap too. Only
+    /// the order of draws and loads changes: draws not used (the packet needed no new port, or
+    /// fewer) are dropped. Returns the mask of the packets given draws (bit `i` for
+    /// `ahead[i]`).
+    fn warm_ports(&mut self, keys: &[u64], fresh: u64) -> u64 {
+        if self.conf.pool.is_empty() {
+            return 0;
+        }
+        let mut drawn = 0u64;
+        let mut ext = [WARM_NONE; WARM * DRAWS];
+        let mut n = 0;
+        for (i, &k) in keys.iter().enumerate().take(WARM) {
+            if fresh >> i & 1 == 0 || k & WARM_EXT != 0 {
+                continue;
+            }
+            let (proto, src, sp) = ((k >> 48) as u8, (k >> 16) as u32, k as u16);
+            let pi = match self.subs.find(src) {
+                Some(s) => self.subs.e[s as usize][1] as usize,
+                None => self.pool_for(src, proto),
+            };
+            drawn |= 1 << i;
+            let (a, b) = self.port_class(proto, sp);
+            for j in 0..DRAWS {
+                let r = self.rand();
+                self.ahead[i][j] = r;
+                if let (Some(p), Some(&addr)) = (self.candidate(r, a, b), self.conf.pool.get(pi)) {
+                    ext[n] = key(proto, addr, p);
+                    n += 1;
+                }
+            }
+        }
+        for c in ext[..n].chunks(64) {
+            self.t.warm_ext_runs(c);
+        }
+        drawn
     }
 
     /// Creates the mapping for inside endpoint (proto, src, sp): static, else from the pool.
@@ -510,12 +601,7 @@ impl Nat44 {
         let (sub, fresh) = match self.subs.find(src) {
             Some(s) => (s, false),
             None => {
-                let n = self.conf.pool.len();
-                let first = hash32(src ^ 0x5a5a_5a5a) as usize % n;
-                let pi = (0..n)
-                    .map(|i| (first + i) % n)
-                    .find(|&i| self.used[i][proto_index(proto)] < 65536 / self.workers as u32)
-                    .unwrap_or(first);
+                let pi = self.pool_for(src, proto);
                 (self.subs.add(src, pi as u32), true)
             }
         };
@@ -1242,12 +1328,20 @@ impl Stage for Nat44 {
         }
         let mut keys = [WARM_NONE; WARM];
         for (pc, nc) in pkts.chunks_mut(WARM).zip(nexts.chunks_mut(WARM)) {
+            let mut drawn = 0u64;
             // Load every packet's index slot and entry first, so the misses overlap.
             let keys = &mut keys[..pc.len()];
-            for (k, m) in keys.iter_mut().zip(pc.iter()) {
+            let mut inside = 0u64;
+            for (i, (k, m)) in keys.iter_mut().zip(pc.iter()).enumerate() {
                 *k = self.warm_key(m);
+                inside |= u64::from(*k & WARM_EXT == 0) << i;
             }
-            let fresh = self.t.warm(keys);
+            let mut fresh = self.t.warm(keys);
+            let ask = inside & !fresh;
+            if ask != 0 {
+                // A home slot taken by another key: likely new all the same.
+                fresh |= self.t.absent(keys, ask);
+            }
             if fresh != 0 {
                 // Likely new mappings from inside: their subscriber entries too.
                 let mut subs = [0u32; WARM];
@@ -1259,10 +1353,22 @@ impl Stage for Nat44 {
                     }
                 }
                 self.subs.warm(&subs[..n]);
+                if !self.conf.sequential {
+                    // Their first random outside ports, and the lines probing them reads.
+                    drawn = self.warm_ports(keys, fresh);
+                }
             }
-            for (m, n) in pc.iter_mut().zip(nc.iter_mut()) {
+            if drawn == 0 {
+                for (m, n) in pc.iter_mut().zip(nc.iter_mut()) {
+                    *n = self.packet(ctx, m);
+                }
+                continue;
+            }
+            for (i, (m, n)) in pc.iter_mut().zip(nc.iter_mut()).enumerate() {
+                self.pre = (drawn >> i & 1 != 0).then(|| self.ahead[i]);
                 *n = self.packet(ctx, m);
             }
+            self.pre = None;
         }
     }
 
@@ -1393,5 +1499,61 @@ impl Stage for Nat44 {
             }
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Ports drawn ahead for a chunk (as `process` does) obey what the allocation promises:
+    /// the class of the inside port, this worker's blocks, the subscriber's paired address, no
+    /// outside endpoint twice.
+    #[test]
+    fn ports_drawn_ahead_keep_class_partition_pairing_and_uniqueness() {
+        let pool = [0xc633_6400, 0xc633_6401];
+        for workers in [1usize, 3] {
+            for worker in 0..workers {
+                let mut conf = NatConf::new(&[0], 1, &pool);
+                conf.ports = (500, 65535);
+                conf.capacity = 1 << 13;
+                let mut n = Nat44::new(Arc::new(conf), worker, workers, vec![[0; 6]; 2]);
+                let mut seen = HashSet::new();
+                let mut made = 0;
+                for round in 0..50u32 {
+                    let keys: Vec<u64> = (0..64u32)
+                        .map(|i| {
+                            let j = round * 64 + i;
+                            let sp = if i % 16 == 0 {
+                                600 + j as u16 % 300
+                            } else {
+                                5000 + j as u16
+                            };
+                            key(UDP, 0x0a00_0000 + j % 97, sp)
+                        })
+                        .collect();
+                    assert_eq!(n.warm_ports(&keys, u64::MAX), u64::MAX);
+                    for (i, &k) in keys.iter().enumerate() {
+                        n.pre = Some(n.ahead[i]);
+                        let (src, sp) = ((k >> 16) as u32, k as u16);
+                        if n.t.find_in(k).is_some() {
+                            continue;
+                        }
+                        let id = n.create_out(UDP, src, sp, 0).unwrap();
+                        assert!(n.pre.is_none(), "the draws made ahead are taken");
+                        let s = n.t.s[id as usize];
+                        assert_eq!(port_worker(s.ext_port, workers), worker);
+                        assert_eq!(s.ext_port < 1024, sp < 1024, "class of {sp}");
+                        assert!(s.ext_port >= 500);
+                        assert!(seen.insert((s.ext_addr, s.ext_port)));
+                        let sub = n.subs.find(src).unwrap() as usize;
+                        assert_eq!(pool[n.subs.e[sub][1] as usize], s.ext_addr);
+                        made += 1;
+                    }
+                }
+                assert!(made > 3000, "{made}");
+            }
+        }
     }
 }
