@@ -58,6 +58,26 @@ fn folded_mul(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
+/// Mix two endpoints, a protocol and the family, independently of endpoint order.
+#[inline(always)]
+fn mix64(a: u64, b: u64, proto: u8, v6: bool) -> u64 {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let h = folded_mul(lo ^ K0, hi ^ K1);
+    folded_mul(h ^ u64::from(proto) ^ (u64::from(v6) << 8), K2)
+}
+
+/// A 64-bit hash folded to 32 bits.
+#[inline(always)]
+fn fold(h: u64) -> u32 {
+    ((h >> 32) as u32) ^ (h as u32)
+}
+
+/// [`mix64`] folded to 32 bits.
+#[inline(always)]
+fn mix(a: u64, b: u64, proto: u8, v6: bool) -> u32 {
+    fold(mix64(a, b, proto, v6))
+}
+
 #[inline(always)]
 fn endpoint_v4(addr: &[u8; 16], port: u16) -> u64 {
     let a = u32::from_be_bytes([addr[0], addr[1], addr[2], addr[3]]);
@@ -73,15 +93,6 @@ fn endpoint_v6(addr: &[u8; 16], port: u16) -> u64 {
         addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
     ]);
     folded_mul(hi ^ K2, lo ^ K3) ^ u64::from(port)
-}
-
-/// Mix two endpoints and a protocol, independently of endpoint order.
-#[inline(always)]
-fn mix(a: u64, b: u64, proto: u8) -> u32 {
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    let h = folded_mul(lo ^ K0, hi ^ K1);
-    let h = folded_mul(h ^ u64::from(proto), K2);
-    ((h >> 32) as u32) ^ (h as u32)
 }
 
 impl FlowKey {
@@ -135,22 +146,29 @@ impl FlowKey {
         }
     }
 
-    /// A hash equal for this key and its [`reversed`](Self::reversed) key.
+    /// A 64-bit hash equal for this key and its [`reversed`](Self::reversed) key: the two
+    /// endpoints are ordered before they are mixed. Tables use all of it (the firewall's
+    /// connection table: low bits for the bucket, the top 32 as a signature).
     #[inline]
-    pub fn symmetric_hash(&self) -> u32 {
-        if self.is_v6 {
-            mix(
+    pub fn symmetric_hash64(&self) -> u64 {
+        let (a, b) = if self.is_v6 {
+            (
                 endpoint_v6(&self.src, self.src_port),
                 endpoint_v6(&self.dst, self.dst_port),
-                self.proto,
             )
         } else {
-            mix(
+            (
                 endpoint_v4(&self.src, self.src_port),
                 endpoint_v4(&self.dst, self.dst_port),
-                self.proto,
             )
-        }
+        };
+        mix64(a, b, self.proto, self.is_v6)
+    }
+
+    /// [`symmetric_hash64`](Self::symmetric_hash64) folded to 32 bits (worker dispatch).
+    #[inline]
+    pub fn symmetric_hash(&self) -> u32 {
+        fold(self.symmetric_hash64())
     }
 
     /// The key of an IP packet described by `parsed` (from
@@ -378,6 +396,7 @@ fn hash_v4(frame: &[u8], parsed: &Parsed) -> u32 {
         (u64::from(src) << 16) | u64::from(sp),
         (u64::from(dst) << 16) | u64::from(dp),
         parsed.l4_proto,
+        false,
     )
 }
 
@@ -391,7 +410,12 @@ fn hash_v6(frame: &[u8], parsed: &Parsed) -> u32 {
     let src: &[u8; 16] = h[8..24].try_into().unwrap_or(&[0; 16]);
     let dst: &[u8; 16] = h[24..40].try_into().unwrap_or(&[0; 16]);
     let (sp, dp) = fast_ports(frame, parsed, l3 + 40 + usize::from(be16(h, 4)));
-    mix(endpoint_v6(src, sp), endpoint_v6(dst, dp), parsed.l4_proto)
+    mix(
+        endpoint_v6(src, sp),
+        endpoint_v6(dst, dp),
+        parsed.l4_proto,
+        true,
+    )
 }
 
 /// [`symmetric_hash`] for ICMP and ICMPv6 (which may hash the quote), and
@@ -438,7 +462,7 @@ fn hash_arp(frame: &[u8], l3_offset: u16) -> u32 {
             let mut t = [0u8; 16];
             s[..4].copy_from_slice(&b[0..4]);
             t[..4].copy_from_slice(&b[10..14]);
-            mix(endpoint_v4(&s, 0), endpoint_v4(&t, 0), 0)
+            mix(endpoint_v4(&s, 0), endpoint_v4(&t, 0), 0, false)
         }
         None => 0,
     }

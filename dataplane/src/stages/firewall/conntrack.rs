@@ -291,45 +291,6 @@ pub struct CtCounters {
     pub early_drops: u64,
 }
 
-const K0: u64 = 0x9e37_79b9_7f4a_7c15;
-const K1: u64 = 0xc2b2_ae3d_27d4_eb4f;
-const K2: u64 = 0x1656_67b1_9e37_79f9;
-const K3: u64 = 0x85eb_ca77_c2b2_ae63;
-
-/// 64×64→128 multiply, high and low halves folded with XOR.
-#[inline(always)]
-fn folded_mul(a: u64, b: u64) -> u64 {
-    let r = u128::from(a) * u128::from(b);
-    (r as u64) ^ ((r >> 64) as u64)
-}
-
-#[inline(always)]
-fn endpoint(addr: &[u8; 16], port: u16, v6: bool) -> u64 {
-    if v6 {
-        let hi = u64::from_le_bytes([
-            addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
-        ]);
-        let lo = u64::from_le_bytes([
-            addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
-        ]);
-        folded_mul(hi ^ K2, lo ^ K3) ^ u64::from(port)
-    } else {
-        let a = u32::from_le_bytes([addr[0], addr[1], addr[2], addr[3]]);
-        (u64::from(a) << 16) | u64::from(port)
-    }
-}
-
-/// The table's hash of a key: 64 bits, equal for a key and its reverse (the endpoints are
-/// ordered before mixing). The low bits pick the bucket, the top 32 are the signature.
-#[inline]
-pub fn hash(k: &FlowKey) -> u64 {
-    let a = endpoint(&k.src, k.src_port, k.is_v6);
-    let b = endpoint(&k.dst, k.dst_port, k.is_v6);
-    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    let h = folded_mul(lo ^ K0, hi ^ K1);
-    folded_mul(h ^ u64::from(k.proto) ^ (u64::from(k.is_v6) << 8), K2 | 1)
-}
-
 #[inline(always)]
 fn word(b: &[u8; 16], at: usize) -> u64 {
     let mut w = [0u8; 8];
@@ -555,7 +516,7 @@ impl Table {
     /// Finds `k`: (entry index, direction: 0 originating, 1 reply).
     #[inline]
     pub fn lookup(&self, k: &FlowKey) -> Option<(u32, usize)> {
-        self.lookup_hashed(hash(k), k)
+        self.lookup_hashed(k.symmetric_hash64(), k)
     }
 
     /// [`lookup`](Self::lookup) with `h` = [`hash`]`(k)` already computed.
@@ -797,7 +758,7 @@ impl Table {
 
     fn remove(&mut self, i: u32) {
         self.unlink(i);
-        let h = hash(&key_of(self.hot_line(i)));
+        let h = key_of(self.hot_line(i)).symmetric_hash64();
         self.erase(i, h);
         self.free.push(i);
     }
@@ -838,7 +799,7 @@ impl Table {
             self.started = true;
             self.tick = now / TICK_NS;
         }
-        let h = hash(k);
+        let h = k.symmetric_hash64();
         if let Some((i, _)) = self.lookup_hashed(h, k) {
             // Opened by an earlier packet of the same burst.
             return Some(i);

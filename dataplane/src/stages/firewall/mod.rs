@@ -819,8 +819,8 @@ impl Firewall {
 
 impl Firewall {
     /// Pass 1 for packet `i`, whose headers are read: connection tracking (`hash`: its flow
-    /// key's [`conntrack::hash`], when computed already), then the flow cache or the list
-    /// to classify. A packet of a flow whose first packet is waiting in this burst to open a
+    /// key's `symmetric_hash64`, when computed already), then the flow cache or the list to
+    /// classify. A packet of a flow whose first packet is waiting in this burst to open a
     /// connection must see that connection: what is pending is classified first.
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -1017,7 +1017,7 @@ impl Stage for Firewall {
                 let mut m = 0;
                 for j in i..split {
                     if ready[j - i] && self.info[j].quoted.is_none() {
-                        let h = conntrack::hash(&self.info[j].flow);
+                        let h = self.info[j].flow.symmetric_hash64();
                         hashes[j - i] = Some(h);
                         burst[m] = h;
                         m += 1;
