@@ -519,7 +519,7 @@ impl Table {
         self.lookup_hashed(k.symmetric_hash64(), k)
     }
 
-    /// [`lookup`](Self::lookup) with `h` = [`hash`]`(k)` already computed.
+    /// [`lookup`](Self::lookup) with `h` = `k.symmetric_hash64()` already computed.
     #[inline]
     pub fn lookup_hashed(&self, h: u64, k: &FlowKey) -> Option<(u32, usize)> {
         let kw = key_words(k);
