@@ -950,14 +950,9 @@ fn run_rewritten(
     stages: &(dyn Fn() -> Vec<Box<dyn Stage>> + Sync),
     a: &Args,
 ) -> Res<super::Trial> {
-    use bench::sink::{Latency, Sink};
-    use dataplane::engine::{ClockMode, Engine, EngineOptions, Layout};
-    use std::sync::atomic::AtomicBool;
-    use std::time::Duration;
+    use dataplane::engine::{ClockMode, EngineOptions, Layout};
     let gen = DstRewrite::new(g, dsts.to_vec())?;
-    let lat: Latency = Default::default();
-    let sink = Sink::new("sink", gen.inner.layout().ts(), lat.clone());
-    let ports: Vec<Box<dyn Port>> = vec![Box::new(gen), Box::new(sink)];
+    let ts = gen.inner.layout().ts();
     let opts = EngineOptions {
         burst: a.burst,
         worker_cores: vec![Some(a.core)],
@@ -968,31 +963,7 @@ fn run_rewritten(
         ring_size: 1024,
         steer: None,
     };
-    let engine = Engine::new(ports, super::pool()?, Box::new(move |_| stages()), opts)
-        .map_err(|e| e.to_string())?;
-    let stop = AtomicBool::new(false);
-    let (report, elapsed) = std::thread::scope(|s| {
-        let t0 = Instant::now();
-        let h = s.spawn(|| engine.run(&stop));
-        std::thread::sleep(Duration::from_secs_f64(a.secs));
-        stop.store(true, Ordering::Relaxed);
-        let r = h.join().map_err(|_| "engine panicked".to_string());
-        (r, t0.elapsed())
-    });
-    let report = report?.map_err(|e| e.to_string())?;
-    if !report.balanced() {
-        return Err(format!("counters do not balance:\n{}", report.render()));
-    }
-    let seen = lat.lock().map_err(|_| "sink lock poisoned")?.clone();
-    let t = super::Trial {
-        offered: report.received(),
-        secs: elapsed.as_secs_f64(),
-        seen,
-    };
-    if t.offered > t.seen.packets + t.offered / 1000 {
-        println!("{}", report.render());
-    }
-    Ok(t)
+    super::run_ports(Box::new(gen), ts, stages, opts, a.secs)
 }
 
 // ---------------------------------------------------------------------------------------------
