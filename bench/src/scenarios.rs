@@ -268,7 +268,8 @@ fn run_engine(
 }
 
 /// [`run_engine`] with any source port in place of the generator (one that stamps the
-/// generator's timestamps at `ts`, such as a wrapper around it).
+/// generator's timestamps at `ts`, such as a wrapper around it). Runs for `secs`, or less if
+/// the engine stops by itself first (a source with a packet limit reaches its end).
 fn run_ports(
     source: Box<dyn Port>,
     ts: usize,
@@ -285,7 +286,9 @@ fn run_ports(
     let (report, elapsed) = std::thread::scope(|s| {
         let t0 = Instant::now();
         let h = s.spawn(|| engine.run(&stop));
-        std::thread::sleep(Duration::from_secs_f64(secs));
+        while !h.is_finished() && t0.elapsed().as_secs_f64() < secs {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         stop.store(true, Ordering::Relaxed);
         let r = h.join().map_err(|_| "engine panicked".to_string());
         (r, t0.elapsed())

@@ -32,7 +32,6 @@
 //! gives it back when the engine drops its chain), so the sessions the warm-up makes are the
 //! ones the measured passes hit.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -40,13 +39,11 @@ use clap::Args as ClapArgs;
 
 use bench::gen::{GenConfig, Generator, Layout, Proto, Size, Spread, MAX_FLOWS};
 use bench::results::Row;
-use bench::sink::{Latency, Sink};
-use dataplane::engine::{ClockMode, Engine, EngineOptions, Layout as Shape};
+use dataplane::engine::{ClockMode, EngineOptions, Layout as Shape};
 use dataplane::stage::{Ctx, Next, Stage};
 use dataplane::stages::forward::Forward;
 use dataplane::stages::nat::table::{Subscribers, Table};
 use dataplane::stages::nat::{Nat44, NatConf};
-use pmd::port::Port;
 use pmd::Mbuf;
 
 use super::{Res, Trial};
@@ -275,46 +272,19 @@ fn direct_opts(burst: usize, core: usize) -> EngineOptions {
     }
 }
 
-/// Like [`super::run_engine`] with the lent NAT, but for a generator with a `limit`: returns
-/// as soon as the engine stopped by itself (every port at its end), or after `max_secs`.
+/// [`super::run_ports`] with the lent NAT, for a generator with a `limit`: returns as soon as
+/// the engine stopped by itself (every port at its end), or after `max_secs`.
 fn run_to_end(g: &GenConfig, home: &Home, burst: usize, core: usize, max_secs: f64) -> Res<Trial> {
     let gen = Generator::new("gen", INSIDE, g)?;
-    let lat: Latency = Default::default();
-    let sink = Sink::new("sink", gen.layout().ts(), lat.clone());
-    let ports: Vec<Box<dyn Port>> = vec![Box::new(gen), Box::new(sink)];
-    let h = home.clone();
-    let engine = Engine::new(
-        ports,
-        super::pool()?,
-        Box::new(move |_| vec![Box::new(Lent::take(&h, None)) as Box<dyn Stage>]),
+    let ts = gen.layout().ts();
+    let stages = || vec![Box::new(Lent::take(home, None)) as Box<dyn Stage>];
+    super::run_ports(
+        Box::new(gen),
+        ts,
+        &stages,
         direct_opts(burst, core),
+        max_secs,
     )
-    .map_err(|e| e.to_string())?;
-    let stop = AtomicBool::new(false);
-    let (report, elapsed) = std::thread::scope(|s| {
-        let t0 = Instant::now();
-        let h = s.spawn(|| engine.run(&stop));
-        while !h.is_finished() && t0.elapsed().as_secs_f64() < max_secs {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        stop.store(true, Ordering::Relaxed);
-        let r = h.join().map_err(|_| "engine panicked".to_string());
-        (r, t0.elapsed())
-    });
-    let report = report?.map_err(|e| e.to_string())?;
-    if !report.balanced() {
-        return Err(format!("counters do not balance:\n{}", report.render()));
-    }
-    let seen = lock_seen(&lat)?;
-    Ok(Trial {
-        offered: report.received(),
-        secs: elapsed.as_secs_f64(),
-        seen,
-    })
-}
-
-fn lock_seen(l: &Latency) -> Res<bench::sink::Seen> {
-    Ok(l.lock().map_err(|_| "sink lock poisoned")?.clone())
 }
 
 /// A counter of the NAT waiting in `home` (0 if absent).
