@@ -138,7 +138,15 @@ fn opts(layout: Layout, workers: usize) -> EngineOptions {
     }
 }
 
-fn replay(n: u32, layout: Layout, workers: usize, tag: &str) -> (Report, Vec<u32>, Vec<u64>) {
+/// Replays `n` frames from [`write_input`] (port 0) through `chain` to a capture (port 1) in
+/// `layout` on `workers`: the report and the output capture's path.
+fn replay_through(
+    n: u32,
+    layout: Layout,
+    workers: usize,
+    tag: &str,
+    chain: Box<dataplane::engine::ChainFactory<'static>>,
+) -> (Report, PathBuf) {
     let dir = tmp(tag);
     let (inp, out) = (dir.join("in.pcap"), dir.join("out.pcap"));
     write_input(&inp, n);
@@ -146,6 +154,11 @@ fn replay(n: u32, layout: Layout, workers: usize, tag: &str) -> (Report, Vec<u32
         Box::new(PcapPort::open("in", 0, Some(&inp), None).unwrap()),
         Box::new(PcapPort::open("out", 1, None, Some(&out)).unwrap()),
     ];
+    let engine = Engine::new(ports, pool(), chain, opts(layout, workers)).unwrap();
+    (engine.run(&AtomicBool::new(false)).unwrap(), out)
+}
+
+fn replay(n: u32, layout: Layout, workers: usize, tag: &str) -> (Report, Vec<u32>, Vec<u64>) {
     let nows = Arc::new(Mutex::new(Vec::new()));
     let n2 = nows.clone();
     let chain = move |_| -> Vec<Box<dyn Stage>> {
@@ -155,8 +168,7 @@ fn replay(n: u32, layout: Layout, workers: usize, tag: &str) -> (Report, Vec<u32
             Box::new(ToOne),
         ]
     };
-    let engine = Engine::new(ports, pool(), Box::new(chain), opts(layout, workers)).unwrap();
-    let report = engine.run(&AtomicBool::new(false)).unwrap();
+    let (report, out) = replay_through(n, layout, workers, tag, Box::new(chain));
     let ids = read_ids(&out);
     let nows = nows.lock().unwrap().clone();
     (report, ids, nows)
@@ -365,27 +377,13 @@ fn stages_create_hold_release_and_give_up_with_exact_accounting() {
             2,
         ),
     ] {
-        let dir = tmp("hold");
-        let (inp, out) = (dir.join("in.pcap"), dir.join("out.pcap"));
         let n = 1000u32;
-        write_input(&inp, n);
-        let ports: Vec<Box<dyn Port>> = vec![
-            Box::new(PcapPort::open("in", 0, Some(&inp), None).unwrap()),
-            Box::new(PcapPort::open("out", 1, None, Some(&out)).unwrap()),
-        ];
         let chain = |_| -> Vec<Box<dyn Stage>> {
             vec![Box::new(Holder {
                 held: Default::default(),
             })]
         };
-        let engine = Engine::new(
-            ports,
-            pool(),
-            Box::new(chain),
-            opts(layout.clone(), workers),
-        )
-        .unwrap();
-        let r = engine.run(&AtomicBool::new(false)).unwrap();
+        let (r, out) = replay_through(n, layout.clone(), workers, "hold", Box::new(chain));
         let what = format!("{layout:?} x{workers}");
         assert!(r.balanced(), "{what}:\n{}", r.render());
         assert_eq!(r.created(), (n / 10) as u64, "{what}");
@@ -624,25 +622,11 @@ fn resumed_packets_go_through_the_rest_of_the_chain() {
             2,
         ),
     ] {
-        let dir = tmp("resume");
-        let (inp, out) = (dir.join("in.pcap"), dir.join("out.pcap"));
         let n = 1000u32;
-        write_input(&inp, n);
-        let ports: Vec<Box<dyn Port>> = vec![
-            Box::new(PcapPort::open("in", 0, Some(&inp), None).unwrap()),
-            Box::new(PcapPort::open("out", 1, None, Some(&out)).unwrap()),
-        ];
         let chain = |_| -> Vec<Box<dyn Stage>> {
             vec![Box::new(Parker { held: Vec::new() }), Box::new(Stamp)]
         };
-        let engine = Engine::new(
-            ports,
-            pool(),
-            Box::new(chain),
-            opts(layout.clone(), workers),
-        )
-        .unwrap();
-        let r = engine.run(&AtomicBool::new(false)).unwrap();
+        let (r, out) = replay_through(n, layout.clone(), workers, "resume", Box::new(chain));
         let what = format!("{layout:?} x{workers}");
         assert!(r.balanced(), "{what}:\n{}", r.render());
         let still = r.stage_drop_total();
