@@ -210,6 +210,8 @@ struct Trial {
     secs: f64,
     /// What the sink saw.
     seen: Seen,
+    /// The engine's report, where the trial ran through the engine (its stage counters).
+    report: Option<dataplane::engine::Report>,
 }
 
 impl Trial {
@@ -302,12 +304,16 @@ fn run_ports(
         offered: report.received(),
         secs: elapsed.as_secs_f64(),
         seen,
+        report: None,
     };
     if t.offered > t.seen.packets + t.offered / 1000 {
         // More than 0.1 % did not reach the sink: the counters say where they went.
         println!("{}", report.render());
     }
-    Ok(t)
+    Ok(Trial {
+        report: Some(report),
+        ..t
+    })
 }
 
 /// Cycles per packet of the generator's `rx_burst` (with allocation and free) and of the null
@@ -802,6 +808,7 @@ fn pipeline_trial(a: &PipelineArgs, rate_pps: Option<f64>) -> Res<Trial> {
         offered,
         secs,
         seen,
+        report: None,
     })
 }
 

@@ -678,6 +678,7 @@ fn pipeline_trial(p: &Pipe, rate_pps: Option<f64>) -> Res<(Trial, PipeCounts)> {
             offered,
             secs,
             seen,
+            report: None,
         },
         c,
     ))

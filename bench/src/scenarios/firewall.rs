@@ -38,7 +38,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::{Args as ClapArgs, ValueEnum};
@@ -46,14 +46,14 @@ use clap::{Args as ClapArgs, ValueEnum};
 use bench::gen::{GenConfig, Generator, Proto, Size, Spread};
 use bench::results::{Peer, Row};
 use dataplane::engine::chain::ChainRunner;
-use dataplane::stage::{Ctx, Next, Stage};
+use dataplane::stage::Stage;
 use dataplane::stages::firewall::classifier::{Hit, RuleSet, Snapshot};
 use dataplane::stages::firewall::conntrack::Timeouts;
 use dataplane::stages::firewall::rules::{ct, parse_rules, v4, Action, Format, PacketKey, Rule};
 use dataplane::stages::firewall::{Firewall, Settings};
 use dataplane::stages::forward::Forward;
 use pmd::port::Port;
-use pmd::{Burst, Mbuf};
+use pmd::Burst;
 
 use super::{median, Res};
 
@@ -937,51 +937,6 @@ fn reverse(b: &mut Burst, l3: usize, l4: usize) {
     }
 }
 
-/// Runs a stage unchanged and, when the engine drops it at the end of a run, leaves its
-/// counters behind: `run_direct` keeps the engine's report to itself, and the stage run must
-/// show that its packets took the flow cache.
-struct Probe {
-    inner: Box<dyn Stage>,
-    out: Arc<Mutex<Vec<(String, u64)>>>,
-}
-
-impl Stage for Probe {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    #[inline]
-    fn process(&mut self, ctx: &mut Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
-        self.inner.process(ctx, pkts, nexts);
-    }
-    fn hold(&mut self, m: Mbuf) -> Result<(), Mbuf> {
-        self.inner.hold(m)
-    }
-    fn held(&self) -> usize {
-        self.inner.held()
-    }
-    #[inline]
-    fn poll(&mut self, ctx: &mut Ctx) {
-        self.inner.poll(ctx);
-    }
-    fn flush(&mut self, ctx: &mut Ctx) {
-        self.inner.flush(ctx);
-    }
-    fn drop_reasons(&self) -> &[&'static str] {
-        self.inner.drop_reasons()
-    }
-    fn counters(&self) -> Vec<(String, u64)> {
-        self.inner.counters()
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        if let Ok(mut o) = self.out.lock() {
-            *o = self.inner.counters();
-        }
-    }
-}
-
 fn counter(st: &dyn Stage, name: &str) -> u64 {
     st.counters()
         .into_iter()
@@ -1155,23 +1110,12 @@ fn run_stage(a: &Args, dir: &Path) -> Res<StageResult> {
         .first()
         .map_or(0, |s| counter(s.as_ref(), "ct_entries")) as usize;
     let before = stages.first().map_or_else(Vec::new, |s| s.counters());
-    // Hand the warmed stage to the engine (its chain closure may be called once), in a probe
-    // that keeps its counters when the engine is done with it.
-    let after = Arc::new(Mutex::new(Vec::new()));
-    let stages: Vec<Box<dyn Stage>> = stages
-        .into_iter()
-        .enumerate()
-        .map(|(i, st)| {
-            if i == 0 {
-                Box::new(Probe {
-                    inner: st,
-                    out: after.clone(),
-                }) as Box<dyn Stage>
-            } else {
-                st
-            }
-        })
-        .collect();
+    // Hand the warmed stage to the engine (its chain closure may be called once); its
+    // counters come back in the engine's report.
+    let first = stages
+        .first()
+        .map(|s| s.name().to_string())
+        .unwrap_or_default();
     let slot = Mutex::new(Some(stages));
     let calls = AtomicUsize::new(0);
     let chain = || -> Vec<Box<dyn Stage>> {
@@ -1185,10 +1129,13 @@ fn run_stage(a: &Args, dir: &Path) -> Res<StageResult> {
     if calls.load(Ordering::Relaxed) != 1 {
         return Err("the engine built the chain more than once; the warmed firewall went to one worker only".into());
     }
-    let after = after
-        .lock()
-        .map_err(|_| "stage counters lock poisoned".to_string())?
-        .clone();
+    let after: Vec<(String, u64)> = trial
+        .report
+        .as_ref()
+        .and_then(|r| r.workers.first())
+        .and_then(|w| w.stages.iter().find(|(n, _)| *n == first))
+        .map(|(_, c)| c.clone())
+        .ok_or("the engine's report has no counters of the firewall stage")?;
     let delta = |n: &str| {
         let get = |c: &[(String, u64)]| c.iter().find(|(k, _)| k == n).map_or(0, |(_, v)| *v);
         get(&after).saturating_sub(get(&before))
