@@ -812,6 +812,70 @@ fn pipeline_trial(a: &PipelineArgs, rate_pps: Option<f64>) -> Res<Trial> {
     })
 }
 
+/// The RFC 2544 search over `trial(rate)` (`None`: full rate): a full-rate trial, then halving
+/// the window between 0 and its offered rate for up to `steps` trials, a trial passing when it
+/// lost at most `loss` of what it offered. `trial` also returns a detail for its line (where the
+/// lost packets went), or an empty string. Returns the best passing trial and the steps
+/// (offered Mpps, lost packets).
+fn zero_loss(
+    steps: usize,
+    loss: f64,
+    mut trial: impl FnMut(Option<f64>) -> Res<(Trial, String)>,
+) -> Res<(Option<Trial>, Vec<Point>)> {
+    let ok = |t: &Trial| t.lost() as f64 <= loss * t.offered as f64;
+    let detail = |d: &str| {
+        if d.is_empty() {
+            String::new()
+        } else {
+            format!(" ({d})")
+        }
+    };
+    let (full, d) = trial(None)?;
+    println!(
+        "  full rate: offered {:.2} Mpps, sink {:.2} Mpps, lost {}{}",
+        full.offered_mpps(),
+        full.sink_mpps(),
+        full.lost(),
+        detail(&d)
+    );
+    let mut points = vec![Point {
+        x: full.offered_mpps(),
+        y: full.lost() as f64,
+    }];
+    if ok(&full) {
+        return Ok((Some(full), points));
+    }
+    let mut best = None;
+    let (mut lo, mut hi) = (0.0f64, full.offered_mpps());
+    for i in 0..steps {
+        let mid = (lo + hi) / 2.0;
+        let (t, d) = trial(Some(mid * 1e6))?;
+        let good = ok(&t);
+        println!(
+            "  step {}: paced at {mid:.3} Mpps: offered {:.3} Mpps, lost {}{} → {}",
+            i + 1,
+            t.offered_mpps(),
+            t.lost(),
+            detail(&d),
+            if good { "no loss" } else { "loss" }
+        );
+        points.push(Point {
+            x: t.offered_mpps(),
+            y: t.lost() as f64,
+        });
+        if good {
+            lo = mid;
+            best = Some(t);
+        } else {
+            hi = mid;
+        }
+        if hi - lo < 0.005 * hi {
+            break;
+        }
+    }
+    Ok((best, points))
+}
+
 /// `bench pipeline`.
 pub fn pipeline(a: &PipelineArgs) -> Res<()> {
     let hz = pmd::cpu::tsc_hz();
@@ -841,48 +905,9 @@ pub fn pipeline(a: &PipelineArgs) -> Res<()> {
         a.steps,
         a.loss
     );
-    let ok = |t: &Trial| t.lost() as f64 <= a.loss * t.offered as f64;
-    let full = pipeline_trial(a, None)?;
-    println!(
-        "  full rate: offered {:.2} Mpps, sink {:.2} Mpps, lost {}",
-        full.offered_mpps(),
-        full.sink_mpps(),
-        full.lost()
-    );
-    let mut steps = vec![Point {
-        x: full.offered_mpps(),
-        y: full.lost() as f64,
-    }];
-    let mut best: Option<Trial> = None;
-    if ok(&full) {
-        best = Some(full);
-    } else {
-        let (mut lo, mut hi) = (0.0f64, full.offered_mpps());
-        for i in 0..a.steps {
-            let mid = (lo + hi) / 2.0;
-            let t = pipeline_trial(a, Some(mid * 1e6))?;
-            println!(
-                "  step {}: paced at {mid:.3} Mpps: offered {:.3} Mpps, lost {} → {}",
-                i + 1,
-                t.offered_mpps(),
-                t.lost(),
-                if ok(&t) { "no loss" } else { "loss" }
-            );
-            steps.push(Point {
-                x: t.offered_mpps(),
-                y: t.lost() as f64,
-            });
-            if ok(&t) {
-                lo = mid;
-                best = Some(t);
-            } else {
-                hi = mid;
-            }
-            if hi - lo < 0.005 * hi {
-                break;
-            }
-        }
-    }
+    let (best, steps) = zero_loss(a.steps, a.loss, |r| {
+        pipeline_trial(a, r).map(|t| (t, String::new()))
+    })?;
     let zl = best.as_ref().map_or(0.0, |t| t.offered_mpps());
     // The engine's layout adds its I/O thread: a third busy core.
     let ncores = if a.engine_io_core.is_some() { 3 } else { 2 };

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use clap::Args as ClapArgs;
 
 use bench::gen::{GenConfig, Generator, Proto};
-use bench::results::{Point, Row};
+use bench::results::Row;
 use bench::sink::{Latency, Sink};
 use dataplane::build;
 use dataplane::config::Config;
@@ -684,61 +684,6 @@ fn pipeline_trial(p: &Pipe, rate_pps: Option<f64>) -> Res<(Trial, PipeCounts)> {
     ))
 }
 
-/// The RFC 2544 search over `trial(rate)`, as `bench pipeline` does it: a full-rate trial, then
-/// halving the window between 0 and its offered rate. Returns the best loss-free trial and the
-/// steps (offered Mpps, lost packets).
-fn zero_loss(
-    steps: usize,
-    loss: f64,
-    mut trial: impl FnMut(Option<f64>) -> Res<(Trial, PipeCounts)>,
-) -> Res<(Option<Trial>, Vec<Point>)> {
-    let ok = |t: &Trial| t.lost() as f64 <= loss * t.offered as f64;
-    let (full, c) = trial(None)?;
-    println!(
-        "  full rate: offered {:.2} Mpps, sink {:.2} Mpps, lost {} ({})",
-        full.offered_mpps(),
-        full.sink_mpps(),
-        full.lost(),
-        c.render()
-    );
-    let mut points = vec![Point {
-        x: full.offered_mpps(),
-        y: full.lost() as f64,
-    }];
-    if ok(&full) {
-        return Ok((Some(full), points));
-    }
-    let mut best = None;
-    let (mut lo, mut hi) = (0.0f64, full.offered_mpps());
-    for i in 0..steps {
-        let mid = (lo + hi) / 2.0;
-        let (t, c) = trial(Some(mid * 1e6))?;
-        let good = ok(&t);
-        println!(
-            "  step {}: paced at {mid:.3} Mpps: offered {:.3} Mpps, lost {} ({}) → {}",
-            i + 1,
-            t.offered_mpps(),
-            t.lost(),
-            c.render(),
-            if good { "no loss" } else { "loss" }
-        );
-        points.push(Point {
-            x: t.offered_mpps(),
-            y: t.lost() as f64,
-        });
-        if good {
-            lo = mid;
-            best = Some(t);
-        } else {
-            hi = mid;
-        }
-        if hi - lo < 0.005 * hi {
-            break;
-        }
-    }
-    Ok((best, points))
-}
-
 // ---------------------------------------------------------------------------------------------
 // The scenario.
 
@@ -935,7 +880,9 @@ pub fn run(a: &Args) -> Res<()> {
             cores: (a.core_a, a.core_b),
             secs: a.trial_secs,
         };
-        let (best, points) = zero_loss(a.steps, a.loss, |r| pipeline_trial(&p, r))?;
+        let (best, points) = super::zero_loss(a.steps, a.loss, |r| {
+            pipeline_trial(&p, r).map(|(t, c)| (t, c.render()))
+        })?;
         let zl = best.as_ref().map_or(0.0, |t| t.offered_mpps());
         let lat = best.as_ref().and_then(|t| t.seen.summary(hz));
         match &best {
