@@ -126,27 +126,14 @@ fn parse_size(s: &str) -> Result<Size, String> {
 enum Cmd {
     /// Forward-only between two null ports, against dpdk-testpmd io on net_null (interleaved).
     Io {
-        /// Seconds per run.
-        #[arg(long, default_value_t = 10.0)]
-        secs: f64,
-        /// Runs of ours and of the peer, interleaved (the medians are reported).
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Packets per burst.
-        #[arg(long, default_value_t = 32)]
-        burst: usize,
-        /// Core for the worker (testpmd forwards on lcore 1 too).
-        #[arg(long, default_value_t = 1)]
-        core: usize,
+        #[command(flatten)]
+        run: scenarios::IoArgs,
         /// Packet length.
         #[arg(long, default_value_t = 64)]
         len: u16,
         /// Seconds of the latency pass (generator → forward → sink); 0 skips it.
         #[arg(long, default_value_t = 2.0)]
         lat_secs: f64,
-        /// Skip the DPDK peer.
-        #[arg(long)]
-        no_peer: bool,
     },
     /// Generator → 1..N touch stages → sink on one core: Mpps against chain length.
     ChainLength {
@@ -206,23 +193,7 @@ enum Cmd {
     },
     /// Forward-only through the DPDK driver (two net_null devices, packets kept in their
     /// rte_mbufs), against dpdk-testpmd io on net_null (interleaved); needs `--features dpdk`.
-    DpdkIo {
-        /// Seconds per run.
-        #[arg(long, default_value_t = 10.0)]
-        secs: f64,
-        /// Runs of ours and of the peer, interleaved (the medians are reported).
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Packets per burst.
-        #[arg(long, default_value_t = 32)]
-        burst: usize,
-        /// Core for the worker (testpmd forwards on lcore 1 too).
-        #[arg(long, default_value_t = 1)]
-        core: usize,
-        /// Skip the DPDK peer.
-        #[arg(long)]
-        no_peer: bool,
-    },
+    DpdkIo(scenarios::IoArgs),
     /// Router: FIB lookups on the full BGP table against dpdk-test-fib; the stage's Mpps.
     Router(scenarios::router::Args),
     /// Firewall: ClassBench against dpdk-test-acl; rule updates; the stage's Mpps.
@@ -251,33 +222,10 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Io {
-            secs,
-            runs,
-            burst,
-            core,
-            len,
-            lat_secs,
-            no_peer,
-        } => scenarios::io(
-            secs,
-            runs.max(1),
-            burst,
-            core,
-            len,
-            lat_secs,
-            !no_peer,
-            false,
-        ),
-        Cmd::DpdkIo {
-            secs,
-            runs,
-            burst,
-            core,
-            no_peer,
-        } => {
+        Cmd::Io { run, len, lat_secs } => scenarios::io(&run, len, lat_secs, false),
+        Cmd::DpdkIo(run) => {
             if cfg!(feature = "dpdk") {
-                scenarios::io(secs, runs.max(1), burst, core, 64, 0.0, !no_peer, true)
+                scenarios::io(&run, 64, 0.0, true)
             } else {
                 Err("dpdk-io needs the DPDK driver: build bench with `--features dpdk` (scripts/bench.sh dpdk-io does)".into())
             }

@@ -437,18 +437,29 @@ fn io_once(cfg: &Config, secs: f64) -> Res<f64> {
     Ok(report.sent() as f64 / elapsed.as_secs_f64() / 1e6)
 }
 
-/// `bench io` (`dpdk`: `bench dpdk-io`, the same through the DPDK driver on `net_null`).
-#[allow(clippy::too_many_arguments)]
-pub fn io(
+/// What `bench io` and `bench dpdk-io` share on the command line.
+#[derive(clap::Args, Debug, Clone)]
+pub struct IoArgs {
+    /// Seconds per run.
+    #[arg(long, default_value_t = 10.0)]
     secs: f64,
+    /// Runs of ours and of the peer, interleaved (the medians are reported).
+    #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Packets per burst.
+    #[arg(long, default_value_t = 32)]
     burst: usize,
+    /// Core for the worker (testpmd forwards on lcore 1 too).
+    #[arg(long, default_value_t = 1)]
     core: usize,
-    len: u16,
-    lat_secs: f64,
-    peer: bool,
-    dpdk: bool,
-) -> Res<()> {
+    /// Skip the DPDK peer.
+    #[arg(long)]
+    no_peer: bool,
+}
+
+/// `bench io` (`dpdk`: `bench dpdk-io`, the same through the DPDK driver on `net_null`).
+pub fn io(a: &IoArgs, len: u16, lat_secs: f64, dpdk: bool) -> Res<()> {
+    let (secs, runs, burst, core, peer) = (a.secs, a.runs.max(1), a.burst, a.core, !a.no_peer);
     let scenario = if dpdk { "dpdk-io" } else { "io" };
     let config_of = |r: usize| -> Res<Config> {
         let text = io_config(core, burst, len, dpdk.then_some(r));
