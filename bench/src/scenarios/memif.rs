@@ -227,6 +227,22 @@ fn secs_to_tsc(secs: f64, hz: u64) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // The children.
 
+/// Services `port` until its link is up, or fails with `what` after [`LINK_WAIT`].
+fn wait_link(port: &mut MemifPort, what: &str) -> Res<()> {
+    let waited = Instant::now();
+    while !port.is_up() {
+        port.service();
+        if waited.elapsed() > LINK_WAIT {
+            return Err(format!(
+                "{what} within {LINK_WAIT:?} ({})",
+                port.last_error().unwrap_or("no error")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
 /// The memif server: receives, loops back or drops, measures its window.
 fn receiver(a: &Args, socket: &str) -> Res<SideReport> {
     pin(a.rx_core)?;
@@ -235,17 +251,7 @@ fn receiver(a: &Args, socket: &str) -> Res<SideReport> {
     let mut cache = pool.cache();
     let mut port = MemifPort::open("memif-rx", 0, memif_cfg(a, socket, Role::Server))
         .map_err(|e| e.to_string())?;
-    let waited = Instant::now();
-    while !port.is_up() {
-        port.service();
-        if waited.elapsed() > LINK_WAIT {
-            return Err(format!(
-                "receiver: no sender connected within {LINK_WAIT:?} ({})",
-                port.last_error().unwrap_or("no error")
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_link(&mut port, "receiver: no sender connected")?;
     let mut r = SideReport {
         backing: format!("{:?}", pool.backing()),
         ..Default::default()
@@ -330,17 +336,7 @@ fn sender(a: &Args, socket: &str) -> Res<SideReport> {
     let mut gen = Generator::new("gen", 1, &gen_cfg(a))?;
     let mut port = MemifPort::open("memif-tx", 0, memif_cfg(a, socket, Role::Client))
         .map_err(|e| e.to_string())?;
-    let waited = Instant::now();
-    while !port.is_up() {
-        port.service();
-        if waited.elapsed() > LINK_WAIT {
-            return Err(format!(
-                "sender: could not reach the receiver within {LINK_WAIT:?} ({})",
-                port.last_error().unwrap_or("no error")
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_link(&mut port, "sender: could not reach the receiver")?;
     let mut r = SideReport {
         backing: format!("{:?}", pool.backing()),
         ..Default::default()
