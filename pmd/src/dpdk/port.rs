@@ -257,9 +257,10 @@ static SYMMETRIC_RSS_KEY: [u8; 40] = {
 /// The ethdev itself, shared by the port's queue handles: stopped, closed (and removed, if the
 /// port created it) when the last handle goes.
 struct Device {
-    name: String,
     port_id: u16,
-    probed: bool,
+    /// The virtual device the port created, removed after the port is closed (fields drop
+    /// after `drop` runs).
+    _probed: Option<Probed>,
 }
 
 impl Drop for Device {
@@ -269,12 +270,18 @@ impl Drop for Device {
             sys::rte_eth_dev_stop(self.port_id);
             sys::rte_eth_dev_close(self.port_id);
         }
-        if self.probed {
-            if let Ok(dev) = CString::new(self.name.as_str()) {
-                // SAFETY: EAL is up; we created this vdev in `open_with` and it is closed.
-                unsafe { sys::rte_eal_hotplug_remove(c"vdev".as_ptr(), dev.as_ptr()) };
-            }
-        }
+    }
+}
+
+/// A virtual device created from a port's `devargs`, removed when this is dropped: at once if
+/// opening the port fails, or after the port is closed.
+struct Probed(CString);
+
+impl Drop for Probed {
+    fn drop(&mut self) {
+        // SAFETY: EAL is up; we created this vdev in `open_with` and no port of ours is open on
+        // it any more.
+        unsafe { sys::rte_eal_hotplug_remove(c"vdev".as_ptr(), self.0.as_ptr()) };
     }
 }
 
@@ -345,7 +352,7 @@ impl DpdkPort {
         };
         let (rx_desc, tx_desc) = (opts.rx_desc, opts.tx_desc);
         let cdev = CString::new(device).map_err(|_| fail("name has a NUL byte".into()))?;
-        let mut probed = false;
+        let mut probed = None;
         if let Some(args) = &opts.devargs {
             let spec = CString::new(format!("{device},{args}"))
                 .map_err(|_| fail("devargs have a NUL byte".into()))?;
@@ -357,19 +364,12 @@ impl DpdkPort {
                     super::strerror(-r)
                 )));
             }
-            probed = true;
+            // From here, returning early removes the device again.
+            probed = Some(Probed(cdev.clone()));
         }
-        // Removes the device we created if opening fails past this point.
-        let unprobe = || {
-            if probed {
-                // SAFETY: EAL is up; we created this vdev above and nothing else uses it.
-                unsafe { sys::rte_eal_hotplug_remove(c"vdev".as_ptr(), cdev.as_ptr()) };
-            }
-        };
         let mut port_id = 0u16;
         // SAFETY: EAL is up; the C string and out-pointer are valid for the call.
         if unsafe { sys::rte_eth_dev_get_port_by_name(cdev.as_ptr(), &mut port_id) } != 0 {
-            unprobe();
             return Err(fail(
                 "no such ethdev (give it with --vdev or devargs, or bind the NIC to a DPDK driver)"
                     .into(),
@@ -383,19 +383,12 @@ impl DpdkPort {
             opts.ends,
             opts.queues.max(1),
         );
-        let (mac, rx_ts, rx_csum) = match r {
-            Ok(v) => v,
-            Err(why) => {
-                unprobe();
-                return Err(fail(why));
-            }
-        };
+        let (mac, rx_ts, rx_csum) = r.map_err(fail)?;
         Ok(DpdkPort {
             name: name.to_string(),
             dev: std::sync::Arc::new(Device {
-                name: device.to_string(),
                 port_id,
-                probed,
+                _probed: probed,
             }),
             id,
             port_id,
