@@ -26,6 +26,7 @@ pub struct Next(u16);
 const PORT_BIT: u16 = 0x8000;
 const DROP_BIT: u16 = 0x4000;
 const LOCAL_BIT: u16 = 0x2000;
+const HANDOFF_BIT: u16 = 0x1000;
 
 /// Most drop reasons one stage may declare ([`Stage::drop_reasons`]).
 pub const MAX_STAGE_DROPS: usize = 32;
@@ -43,6 +44,16 @@ impl Next {
     #[inline(always)]
     pub const fn port(p: u16) -> Next {
         Next(PORT_BIT | (p & 0x3fff))
+    }
+
+    /// To worker `w` (of the run-to-completion workers), which runs the packet through this
+    /// same stage again and then the rest of the chain: for state another worker owns (a NAT
+    /// mapping made there). The stage sees it again with [`Mbuf::handed_over`] set and must
+    /// finish it there; a second handoff is dropped as `handoff_loop`. Layouts without
+    /// several run-to-completion workers drop it as `handoff_unsupported`.
+    #[inline(always)]
+    pub const fn handoff(w: u16) -> Next {
+        Next(HANDOFF_BIT | (w & 0x0fff))
     }
 
     /// Dropped, counted under `r`.
@@ -69,6 +80,8 @@ impl Next {
             } else {
                 NextKind::Drop(DropReason::from_u16(self.0 & 0xff))
             }
+        } else if self.0 & HANDOFF_BIT != 0 {
+            NextKind::Handoff(self.0 & 0x0fff)
         } else if self == Next::CONTROL {
             NextKind::Control
         } else if self == Next::HOLD {
@@ -90,6 +103,8 @@ pub enum NextKind {
     Control,
     /// Held by the stage.
     Hold,
+    /// To this worker, to run this stage again there.
+    Handoff(u16),
     /// Dropped, for an engine-wide reason.
     Drop(DropReason),
     /// Dropped, for the stage's own reason (index into [`Stage::drop_reasons`]).
@@ -132,6 +147,9 @@ drop_reasons! {
     NoForwardRule = "no_forward_rule": "The forward stage has no rule for the input port.",
     EmitOverflow = "emit_overflow": "A stage emitted more packets than fit in one burst.",
     HoldRefused = "hold_refused": "A stage asked to hold a packet and then refused it.",
+    HandoffUnsupported = "handoff_unsupported": "A stage handed a packet to another worker in a layout without several run-to-completion workers.",
+    HandoffLoop = "handoff_loop": "A stage handed over a packet that had already been handed over once.",
+    HandoffLate = "handoff_late": "A packet was handed to a worker after the workers had stopped (shutdown).",
 }
 
 /// Per-worker drop counters.
@@ -181,6 +199,10 @@ pub struct Ctx<'a> {
     pub now: u64,
     /// Index of the worker running the stage.
     pub worker: usize,
+    /// Index of the stage in the worker's chain (where a handoff resumes).
+    pub(crate) stage: usize,
+    /// Whether this layout can hand packets to other workers ([`Next::handoff`]).
+    pub(crate) can_handoff: bool,
     pub(crate) cache: &'a mut pmd::PoolCache,
     pub(crate) emitted: &'a mut pmd::Burst,
     /// Where [`Ctx::resume`] puts packets back into the chain (`None` outside `process`).
@@ -227,6 +249,23 @@ impl Ctx<'_> {
                 }
             }
             None => self.emit(m),
+        }
+    }
+
+    /// Hands a packet this stage held to worker `w`, which runs it through this stage again
+    /// (see [`Next::handoff`]); from `process` or `poll`. Dropped and counted where the layout
+    /// has no such workers, or if the packet was handed over before.
+    #[inline]
+    pub fn handoff(&mut self, mut m: Mbuf, w: u16) {
+        if !self.can_handoff {
+            self.drops.count(DropReason::HandoffUnsupported);
+            self.cache.free(m);
+        } else if m.handed_over() {
+            self.drops.count(DropReason::HandoffLoop);
+            self.cache.free(m);
+        } else {
+            m.set_handoff(w, self.stage as u16);
+            self.emit(m);
         }
     }
 
@@ -308,6 +347,8 @@ mod tests {
         assert_eq!(Next::CONTROL.kind(), NextKind::Control);
         assert_eq!(Next::HOLD.kind(), NextKind::Hold);
         assert_eq!(Next::port(7).kind(), NextKind::Port(7));
+        assert_eq!(Next::handoff(0).kind(), NextKind::Handoff(0));
+        assert_eq!(Next::handoff(4095).kind(), NextKind::Handoff(4095));
         for &r in DropReason::ALL {
             assert_eq!(Next::drop(r).kind(), NextKind::Drop(r));
         }

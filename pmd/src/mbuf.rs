@@ -42,7 +42,8 @@ pub(crate) struct MbufHdr {
     pub(crate) seq: u64,
     pub(crate) timestamp: u64,
     pub(crate) egress: u16,
-    pub(crate) _pad16: [u16; 3],
+    pub(crate) handoff_stage: u16,
+    pub(crate) _pad16: [u16; 2],
     pub(crate) _pad: [u64; 2],
     pub(crate) meta: [u64; 8],
 }
@@ -58,6 +59,12 @@ pub const FLAG_HASH_VALID: u16 = 1;
 pub const FLAG_IP_CSUM_GOOD: u16 = 2;
 /// Flag: the device checked the IPv4 header checksum on receive and found it wrong.
 pub const FLAG_IP_CSUM_BAD: u16 = 4;
+/// Flag: the packet is on its way to another worker; `egress` names the worker (see
+/// [`Mbuf::set_handoff`]).
+pub const FLAG_HANDOFF: u16 = 8;
+/// Flag: the packet was handed over by another worker and is running the rest of its chain
+/// here (see [`Mbuf::handed_over`]).
+pub const FLAG_HANDED: u16 = 16;
 
 /// An owned packet buffer.
 pub struct Mbuf(NonNull<MbufHdr>);
@@ -281,6 +288,37 @@ impl Mbuf {
             Some(false) => FLAG_IP_CSUM_BAD,
             None => 0,
         };
+    }
+    /// Marks the packet for worker `worker`, which runs it from stage `stage` of its chain on.
+    /// The engine sets this when a stage asks for a handoff; until the packet arrives, its
+    /// egress names the worker, not a port.
+    #[inline]
+    pub fn set_handoff(&mut self, worker: u16, stage: u16) {
+        let h = self.hdr_mut();
+        h.flags |= FLAG_HANDOFF;
+        h.egress = worker;
+        h.handoff_stage = stage;
+    }
+    /// The `(worker, stage)` this packet is on its way to, if it is being handed over.
+    #[inline(always)]
+    pub fn handoff(&self) -> Option<(u16, u16)> {
+        let h = self.hdr();
+        (h.flags & FLAG_HANDOFF != 0).then_some((h.egress, h.handoff_stage))
+    }
+    /// Arrival at the worker it was handed to: the handoff mark becomes [`Mbuf::handed_over`]
+    /// and the egress is cleared. Returns the stage to run it from.
+    #[inline]
+    pub fn arrive(&mut self) -> u16 {
+        let h = self.hdr_mut();
+        h.flags = (h.flags & !FLAG_HANDOFF) | FLAG_HANDED;
+        h.egress = NO_EGRESS;
+        h.handoff_stage
+    }
+    /// Whether another worker handed this packet over (so the stage that asked for it sees the
+    /// packet for the second time, and must not hand it over again).
+    #[inline(always)]
+    pub fn handed_over(&self) -> bool {
+        self.hdr().flags & FLAG_HANDED != 0
     }
     /// Receive (or capture) timestamp, nanoseconds.
     #[inline(always)]

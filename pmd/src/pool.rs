@@ -320,7 +320,8 @@ impl Pool {
                         seq: 0,
                         timestamp: 0,
                         egress: crate::mbuf::NO_EGRESS,
-                        _pad16: [0; 3],
+                        handoff_stage: 0,
+                        _pad16: [0; 2],
                         _pad: [0; 2],
                         meta: [0; 8],
                     });
@@ -414,7 +415,8 @@ impl Pool {
                     seq: 0,
                     timestamp: 0,
                     egress: crate::mbuf::NO_EGRESS,
-                    _pad16: [0; 3],
+                    handoff_stage: 0,
+                    _pad16: [0; 2],
                     _pad: [0; 2],
                     meta: [0; 8],
                 });

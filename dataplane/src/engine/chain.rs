@@ -5,7 +5,8 @@
 //! the front and the others leave: to the `leaving` burst (with their egress port set), to the
 //! drop counters, to the stage's hold, or to the control plane. A packet is scattered exactly
 //! once. Packets a stage emits (created, or released from its hold) join `leaving` as soon as
-//! the stage returns.
+//! the stage returns. A packet handed to another worker also joins `leaving`, marked with its
+//! worker and the stage to resume at; [`ChainRunner::run_from`] runs it there.
 
 use pmd::mbuf::NO_EGRESS;
 use pmd::{Burst, Mbuf, PoolCache, BURST_MAX};
@@ -26,6 +27,9 @@ pub struct ChainRunner {
     pub processed: u64,
     /// Packets the stages created.
     pub created: u64,
+    /// Whether stages may hand packets to other workers ([`Next::handoff`]): only the
+    /// run-to-completion workers behind an I/O thread can.
+    pub can_handoff: bool,
 }
 
 impl ChainRunner {
@@ -39,6 +43,7 @@ impl ChainRunner {
             stage_drops: vec![[0; MAX_STAGE_DROPS]; stages],
             processed: 0,
             created: 0,
+            can_handoff: false,
         }
     }
 
@@ -64,7 +69,27 @@ impl ChainRunner {
         nports: u16,
     ) {
         self.processed += burst.len() as u64;
-        for (si, st) in stages.iter_mut().enumerate() {
+        self.run_from(0, now, worker, stages, burst, leaving, cache, nports);
+    }
+
+    /// [`ChainRunner::run`] from stage `first` on: packets another worker handed over
+    /// ([`Next::handoff`]) resume at the stage that asked for it. They were counted as
+    /// processed where they entered the chain.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn run_from(
+        &mut self,
+        first: usize,
+        now: u64,
+        worker: usize,
+        stages: &mut [Box<dyn Stage>],
+        burst: &mut Burst,
+        leaving: &mut Burst,
+        cache: &mut PoolCache,
+        nports: u16,
+    ) {
+        let can_handoff = self.can_handoff;
+        for (si, st) in stages.iter_mut().enumerate().skip(first) {
             let n = burst.len();
             if n == 0 {
                 return;
@@ -75,6 +100,8 @@ impl ChainRunner {
                 let mut ctx = Ctx {
                     now,
                     worker,
+                    stage: si,
+                    can_handoff,
                     cache: &mut *cache,
                     emitted: &mut self.emitted,
                     resumed: Some(&mut self.resumed),
@@ -129,6 +156,19 @@ impl ChainRunner {
                 NextKind::Control => {
                     drops.count(DropReason::NoControlPlane);
                     cache.free(m);
+                    None
+                }
+                NextKind::Handoff(w) => {
+                    if !can_handoff {
+                        drops.count(DropReason::HandoffUnsupported);
+                        cache.free(m);
+                    } else if m.handed_over() {
+                        drops.count(DropReason::HandoffLoop);
+                        cache.free(m);
+                    } else {
+                        m.set_handoff(w, si as u16);
+                        leave(leaving, m, drops, cache);
+                    }
                     None
                 }
             });
@@ -192,10 +232,13 @@ impl ChainRunner {
         nports: u16,
         f: impl Fn(&mut Box<dyn Stage>, &mut Ctx),
     ) {
+        let can_handoff = self.can_handoff;
         for (si, st) in stages.iter_mut().enumerate() {
             let mut ctx = Ctx {
                 now,
                 worker,
+                stage: si,
+                can_handoff,
                 cache: &mut *cache,
                 emitted: &mut self.emitted,
                 resumed: None,
@@ -248,7 +291,10 @@ fn move_emitted(
     nports: u16,
 ) {
     emitted.retain_owned(|_, m| {
-        if m.egress() >= nports {
+        if m.handoff().is_some() {
+            // On its way to another worker ([`Ctx::handoff`]): its egress names the worker.
+            leave(leaving, m, drops, cache);
+        } else if m.egress() >= nports {
             drops.count(if m.egress() == NO_EGRESS {
                 DropReason::NoEgress
             } else {

@@ -16,6 +16,19 @@
 //! In replay the I/O thread puts output back in input order (see [`egress`]), so every layout
 //! produces the same output file. Online, it transmits as packets come.
 //!
+//! **Handoffs between workers.** Some state cannot be placed by any hash of the packet: a NAT
+//! packet hairpinned from one subscriber to another must be translated twice, by the worker
+//! owning the sender's mapping and then by the one owning the target's. A stage returns
+//! [`Next::handoff`](crate::stage::Next::handoff)`(w)` (or calls `Ctx::handoff` for a packet it
+//! held); the packet goes back to the I/O thread with its egress naming worker `w`, which
+//! queues it into `w`'s input ring, and `w` runs it from that same stage on, where the stage
+//! sees [`pmd::Mbuf::handed_over`]. A packet is handed over at most once. In replay a handed
+//! packet keeps its sequence number and holds back the release of everything after it until
+//! it has run (the worker publishes a count of handoffs run; the I/O thread keeps their
+//! sequence numbers in flight), so output order is the same as with one worker. At the end of
+//! input the I/O thread tells the workers to stop only once they have processed everything and
+//! no handoff is waiting or running.
+//!
 //! Counters always balance: packets received by ports plus packets created by stages equal
 //! packets sent plus packets dropped, by reason. [`Report::balanced`] checks it and tests
 //! assert it.
@@ -23,13 +36,14 @@
 pub mod chain;
 pub mod egress;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pmd::cpu::{self, TscClock};
 use pmd::mbuf::{buf_spsc, BufConsumer, BufProducer};
 use pmd::port::{Port, PortDrop, PortError, PortStats};
-use pmd::{Burst, Pool, PoolCache, BURST_MAX};
+use pmd::{Burst, Mbuf, Pool, PoolCache, BURST_MAX};
 
 use crate::stage::{DropCounters, DropReason, Stage};
 use chain::ChainRunner;
@@ -560,10 +574,13 @@ impl<'a> Engine<'a> {
                 let last = !pipeline || i + 1 == nworkers;
                 handles.push(s.spawn(move || -> Result<WorkerReport, EngineError> {
                     pin(core, &format!("worker {i}"))?;
+                    let mut runner = ChainRunner::new(stages.len());
+                    // Handoffs go between run-to-completion workers, through the I/O thread.
+                    runner.can_handoff = !pipeline;
                     let mut w = HandoffWorker {
                         index: i,
                         cache: pool.cache(),
-                        runner: ChainRunner::new(stages.len()),
+                        runner,
                         clock: Clock::new(opts.clock),
                         input,
                         next,
@@ -604,6 +621,15 @@ impl<'a> Engine<'a> {
                 seq: 0,
                 reorder: Reorder::new(pool.count() as usize),
                 txbufs: (0..ports.len()).map(|_| Burst::new()).collect(),
+                handoffs: (0..nworkers)
+                    .map(|_| VecDeque::with_capacity(BURST_MAX))
+                    .collect(),
+                in_flight: (0..nworkers)
+                    .map(|_| VecDeque::with_capacity(BURST_MAX))
+                    .collect(),
+                handoffs_ran: vec![0; nworkers],
+                caught_up: false,
+                done_published: false,
             };
             let io_result = io.run(&mut ports, stop);
             io.progress.done.store(true, Ordering::Release);
@@ -872,6 +898,9 @@ fn send(
 pub(crate) struct Progress {
     mark: AtomicU64,
     done: AtomicBool,
+    /// Packets handed over from other workers that this worker has run, their output passed
+    /// on (see [`IoThread::collect`]).
+    handoffs: AtomicU64,
 }
 
 /// A worker in the handoff shape.
@@ -918,6 +947,60 @@ impl HandoffWorker {
         );
     }
 
+    /// Runs the packets other workers handed over (taken out of `burst`) from the stage that
+    /// asked, one stage at a time, passes their output on, then publishes how many ran.
+    fn arrivals(
+        &mut self,
+        now: u64,
+        stages: &mut [Box<dyn Stage>],
+        burst: &mut Burst,
+        arrived: &mut Burst,
+        leaving: &mut Burst,
+        stop: &AtomicBool,
+    ) {
+        burst.retain_owned(|_, m| {
+            if m.handoff().is_some() {
+                arrived.push(m).err()
+            } else {
+                Some(m)
+            }
+        });
+        let ran = arrived.len() as u64;
+        let mut group = Burst::new();
+        while let Some(k) = arrived.as_slice().first().and_then(|m| m.handoff()) {
+            let stage = k.1;
+            arrived.retain_owned(|_, mut m| {
+                if m.handoff().map(|h| h.1) == Some(stage) {
+                    m.arrive();
+                    group.push(m).err()
+                } else {
+                    Some(m)
+                }
+            });
+            let (w, n) = (self.index, self.nports);
+            self.runner.run_from(
+                usize::from(stage),
+                now,
+                w,
+                stages,
+                &mut group,
+                leaving,
+                &mut self.cache,
+                n,
+            );
+            self.runner.finish(&mut group, leaving, &mut self.cache, n);
+            push_all(
+                &self.out,
+                leaving,
+                self.offline,
+                stop,
+                &mut self.runner.drops,
+                &mut self.cache,
+            );
+        }
+        self.mine.handoffs.fetch_add(ran, Ordering::Release);
+    }
+
     fn run(
         &mut self,
         stages: &mut [Box<dyn Stage>],
@@ -926,6 +1009,7 @@ impl HandoffWorker {
     ) -> Result<(), EngineError> {
         let mut burst = Burst::new();
         let mut leaving = Burst::new();
+        let mut arrived = Burst::new();
         let mut idle = 0u32;
         loop {
             // Read upstream's progress *before* draining: everything below it is in our ring.
@@ -935,6 +1019,9 @@ impl HandoffWorker {
             while self.input.dequeue(&mut burst, burst_size) > 0 {
                 worked = true;
                 let now = self.clock.tick(&burst);
+                if burst.as_slice().iter().any(|m| m.handoff().is_some()) {
+                    self.arrivals(now, stages, &mut burst, &mut arrived, &mut leaving, stop);
+                }
                 self.runner.run(
                     now,
                     self.index,
@@ -1042,7 +1129,21 @@ struct IoThread {
     seq: u64,
     reorder: Reorder,
     txbufs: Vec<Burst>,
+    /// Handoffs between workers, per target worker: waiting for room in its ring.
+    handoffs: Vec<VecDeque<Mbuf>>,
+    /// Sequence numbers of the handoffs each worker was given and has not yet run.
+    in_flight: Vec<VecDeque<u64>>,
+    /// Handoffs each worker has reported run (its [`Progress::handoffs`] as last applied).
+    handoffs_ran: Vec<u64>,
+    /// At the start of the last [`IoThread::collect`], every worker had processed everything
+    /// dispatched so far.
+    caught_up: bool,
+    /// `progress.done` is published: workers may have stopped, handoffs are late.
+    done_published: bool,
 }
+
+/// Handoffs waiting for one worker beyond which more are dropped online (`handoff_full`).
+const HANDOFF_BACKLOG: usize = 4 * BURST_MAX;
 
 impl IoThread {
     fn run(&mut self, ports: &mut [Box<dyn Port>], stop: &AtomicBool) -> Result<(), EngineError> {
@@ -1069,7 +1170,6 @@ impl IoThread {
                 self.progress.mark.store(self.seq, Ordering::Release);
                 if all_done || stop.load(Ordering::Relaxed) {
                     rx_done = true;
-                    self.progress.done.store(true, Ordering::Release);
                 }
             }
             let all_workers_done = self
@@ -1077,7 +1177,13 @@ impl IoThread {
                 .iter()
                 .all(|m| m.done.load(Ordering::Acquire));
             worked |= self.collect(ports, all_workers_done)?;
-            if rx_done && all_workers_done {
+            // Workers stop once told input is over: only when they have processed all of it
+            // and no handoff between them is pending, so none can arise after they stop.
+            if rx_done && !self.done_published && (self.quiescent() || all_workers_done) {
+                self.done_published = true;
+                self.progress.done.store(true, Ordering::Release);
+            }
+            if self.done_published && all_workers_done {
                 // One last sweep after the workers' final pushes.
                 self.collect(ports, true)?;
                 break;
@@ -1165,18 +1271,57 @@ impl IoThread {
         ports: &mut [Box<dyn Port>],
         final_sweep: bool,
     ) -> Result<bool, EngineError> {
-        // Read the marks before draining (see `Progress`).
+        // Read the marks and handoff counts before draining (see `Progress`).
         let low = self
             .worker_marks
             .iter()
             .map(|m| m.mark.load(Ordering::Acquire))
             .min()
             .unwrap_or(0);
+        self.caught_up = self
+            .worker_marks
+            .iter()
+            .all(|m| m.mark.load(Ordering::Acquire) >= self.seq || m.done.load(Ordering::Acquire));
+        for (w, m) in self.worker_marks.iter().enumerate() {
+            let ran = m.handoffs.load(Ordering::Acquire);
+            while self.handoffs_ran[w] < ran {
+                self.in_flight[w].pop_front();
+                self.handoffs_ran[w] += 1;
+            }
+        }
         let mut got = false;
         let mut b = Burst::new();
         for ring in &self.from_workers {
             while ring.dequeue(&mut b, BURST_MAX) > 0 {
                 got = true;
+                if b.as_slice().iter().any(|m| m.handoff().is_some()) {
+                    let (handoffs, drops, cache) =
+                        (&mut self.handoffs, &mut self.drops, &mut self.cache);
+                    let (late, offline) = (self.done_published, self.offline);
+                    b.retain_owned(|_, m| {
+                        let Some((w, _)) = m.handoff() else {
+                            return Some(m);
+                        };
+                        match handoffs.get_mut(usize::from(w)) {
+                            Some(q) if !late && (offline || q.len() < HANDOFF_BACKLOG) => {
+                                q.push_back(m)
+                            }
+                            Some(_) if !late => {
+                                drops.count(DropReason::HandoffFull);
+                                cache.free(m);
+                            }
+                            Some(_) => {
+                                drops.count(DropReason::HandoffLate);
+                                cache.free(m);
+                            }
+                            None => {
+                                drops.count(DropReason::BadPort);
+                                cache.free(m);
+                            }
+                        }
+                        None
+                    });
+                }
                 if self.offline {
                     let r = &mut self.reorder;
                     b.retain_owned(|_, m| {
@@ -1189,8 +1334,22 @@ impl IoThread {
                 }
             }
         }
+        self.send_handoffs();
         if self.offline {
-            let limit = if final_sweep { u64::MAX } else { low };
+            // A handed-over packet keeps its sequence number: nothing after it leaves before
+            // it has run on its new worker.
+            let pending = self
+                .handoffs
+                .iter()
+                .flat_map(|q| q.iter().map(|m| m.seq()))
+                .chain(self.in_flight.iter().flat_map(|q| q.iter().copied()))
+                .min()
+                .unwrap_or(u64::MAX);
+            let limit = if final_sweep {
+                u64::MAX
+            } else {
+                low.min(pending)
+            };
             while let Some(m) = self.reorder.pop_below(limit) {
                 let e = m.egress() as usize;
                 if let Err(m) = self.txbufs[e].push(m) {
@@ -1205,6 +1364,49 @@ impl IoThread {
             flush_txbufs(ports, &mut self.txbufs, &mut self.cache, &mut self.drops)?;
         }
         Ok(got)
+    }
+}
+
+impl IoThread {
+    /// Moves waiting handoffs into their workers' rings, as far as there is room.
+    fn send_handoffs(&mut self) {
+        let mut b = Burst::new();
+        for (w, q) in self.handoffs.iter_mut().enumerate() {
+            while !q.is_empty() {
+                let mut seqs = [0u64; BURST_MAX];
+                let mut n = 0;
+                while let Some(m) = q.pop_front() {
+                    seqs[n] = m.seq();
+                    n += 1;
+                    if let Err(m) = b.push(m) {
+                        // Unreachable: at most BURST_MAX are taken.
+                        q.push_front(m);
+                        n -= 1;
+                        break;
+                    }
+                    if n == BURST_MAX {
+                        break;
+                    }
+                }
+                self.to_workers[w].enqueue(&mut b);
+                let sent = n - b.len();
+                self.in_flight[w].extend(&seqs[..sent]);
+                // What did not fit goes back in front, in order.
+                while let Some(m) = b.pop() {
+                    q.push_front(m);
+                }
+                if sent < n {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Every worker has processed all input and no handoff is waiting or running.
+    fn quiescent(&self) -> bool {
+        self.caught_up
+            && self.handoffs.iter().all(VecDeque::is_empty)
+            && self.in_flight.iter().all(VecDeque::is_empty)
     }
 }
 

@@ -130,6 +130,8 @@ impl H {
             Ctx {
                 now,
                 worker: 0,
+                stage: 0,
+                can_handoff: false,
                 cache: &mut self.cache,
                 emitted: &mut self.emitted,
                 // Released fragments are emitted here (as outside `process`), so the harness
