@@ -1536,3 +1536,231 @@ fn perf_translate_both_ways_over_one_million_sessions() {
         cache.free_burst(b);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Across workers: the real engine with two run-to-completion workers. Subscribers are placed on
+// workers by their address and outside ports by blocks of 64, so a hairpin between subscribers
+// on different workers, and an inbound fragmented datagram whose fragments meet on a worker
+// other than the mapping's, must be handed from one worker to the other.
+
+/// Replays `inside` and `outside` frames through a NAT on two workers (cores 0 and 1); returns
+/// the report and what left by `outside` and by `inside`. `None` when there are not two cores.
+fn replay_two_workers(
+    tag: &str,
+    inside: &[Vec<u8>],
+    outside: &[Vec<u8>],
+) -> Option<(dataplane::engine::Report, Vec<Pkt>, Vec<Pkt>)> {
+    use pmd::pcap::{PcapReader, PcapWriter, LINKTYPE_ETHERNET};
+    let online = pmd::mem::online_cpus();
+    if !(online.contains(&0) && online.contains(&1)) {
+        eprintln!("skipped: needs cores 0 and 1 online (online: {online:?})");
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("dp-nat-workers-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, frames: &[Vec<u8>], t: u64| {
+        let p = dir.join(name);
+        let mut w = PcapWriter::create(&p, LINKTYPE_ETHERNET, 65535, true).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            w.write(t + i as u64 * 1000, f, f.len() as u32).unwrap();
+        }
+        w.flush().unwrap();
+        p
+    };
+    let in_in = write("in-inside.pcap", inside, T0);
+    let in_out = write("in-outside.pcap", outside, T0 + 1_000_000);
+    let (out_out, out_in) = (dir.join("out-outside.pcap"), dir.join("out-inside.pcap"));
+    let text = "[memory]\nbuffers = 16384\nhugepages = \"never\"\n\
+        [engine]\nworkers = [0, 1]\nlayout = \"run-to-completion\"\nburst = 32\n\
+        [[port]]\nname = \"inside\"\nkind = \"pcap\"\nmac = \"02:00:00:00:00:01\"\n\
+        [[port]]\nname = \"outside\"\nkind = \"pcap\"\nmac = \"02:00:00:00:00:02\"\n\
+        [[stage]]\nkind = \"nat44\"\ninside = [\"inside\"]\noutside = \"outside\"\n\
+        pool = [\"198.51.100.1/32\"]\ncapacity = 4096\nallocation = \"sequential\"\n";
+    let cfg = Config::parse("nat-workers.toml", text, Path::new(".")).unwrap();
+    let files = dataplane::build::ReplayFiles {
+        inputs: vec![
+            format!("inside={}", in_in.display()),
+            format!("outside={}", in_out.display()),
+        ],
+        outputs: vec![
+            format!("outside={}", out_out.display()),
+            format!("inside={}", out_in.display()),
+        ],
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let report = dataplane::build::run(&cfg, Some(&files), &stop).unwrap();
+    let read = |p: &Path, port: u16| {
+        let mut r = PcapReader::open(p).unwrap();
+        let mut v = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            v.push(Pkt {
+                port,
+                raw: rec.data.to_vec(),
+            });
+        }
+        v
+    };
+    let (o, i) = (read(&out_out, OUTSIDE), read(&out_in, INSIDE));
+    let _ = std::fs::remove_dir_all(&dir);
+    Some((report, o, i))
+}
+
+/// The NAT's counter `name`, summed over the workers.
+fn worker_counter(r: &dataplane::engine::Report, name: &str) -> u64 {
+    r.workers
+        .iter()
+        .flat_map(|w| w.stages.iter())
+        .filter(|(st, _)| st == "nat44")
+        .flat_map(|(_, c)| c.iter())
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// An inside host the NAT places on worker `w` of 2.
+fn host_on(w: usize) -> String {
+    (2..250)
+        .map(|i| format!("10.0.7.{i}"))
+        .find(|h| dataplane::stages::nat::subscriber_worker(u32::from_be_bytes(a(h)), 2) == w)
+        .expect("a host for each worker")
+}
+
+#[test]
+fn rfc4787_req09_rfc5382_req08_rfc5508_req07_hairpin_across_workers() {
+    let (ha, hb) = (host_on(0), host_on(1));
+    const EXT: &str = "198.51.100.1";
+    // Sequential allocation: worker 0's first port at or above 1024 is 1024 (block 16),
+    // worker 1's is 1088 (block 17), in each protocol's space.
+    let (ea, eb) = (1024u16, 1088u16);
+    let udp_a = udp(&ha, 5000, R1, 53);
+    let hair_udp = udp(&hb, 6000, EXT, ea);
+    let hair_tcp = tcp(&hb, 6001, EXT, ea, SYN);
+    // What HA receives from the UDP hairpin, as the model says it must look.
+    let seen_by_a = udp(EXT, eb, &ha, 5000);
+    let err = icmp_err(&ha, EXT, 3, 3, &seen_by_a);
+    let inside = vec![udp_a, tcp(&ha, 40000, R1, 80, SYN), hair_udp, hair_tcp, err];
+    let Some((r, to_out, to_in)) = replay_two_workers("hairpin", &inside, &[]) else {
+        return;
+    };
+    assert!(r.balanced(), "{}", r.render());
+    assert_eq!(
+        r.drops().total() + r.stage_drop_total(),
+        0,
+        "{}",
+        r.render()
+    );
+    assert_eq!(to_out.len(), 2, "{to_out:?}");
+    assert_eq!(
+        (to_out[0].src(), to_out[0].sport()),
+        (a(EXT), ea),
+        "HA's UDP mapping on worker 0"
+    );
+    assert_eq!((to_out[1].proto(), to_out[1].sport()), (TCP, ea));
+    assert_eq!(to_in.len(), 3, "{to_in:?}");
+    for p in &to_in {
+        assert!(p.checksums_ok(), "bad checksum: {p:?}");
+    }
+    let u = to_in
+        .iter()
+        .find(|p| p.proto() == UDP)
+        .expect("UDP hairpin");
+    assert_eq!(
+        (u.src(), u.sport(), u.dst(), u.dport()),
+        (a(EXT), eb, a(&ha), 5000),
+        "MUST (RFC 4787 REQ-9): hairpinned across workers with HB's external address and port"
+    );
+    let t = to_in
+        .iter()
+        .find(|p| p.proto() == TCP)
+        .expect("TCP hairpin");
+    assert_eq!(
+        (t.src(), t.sport(), t.dst(), t.dport()),
+        (a(EXT), eb, a(&ha), 40000),
+        "MUST (RFC 5382 REQ-8): TCP hairpinned across workers"
+    );
+    let e = to_in
+        .iter()
+        .find(|p| p.proto() == ICMP)
+        .expect("ICMP error");
+    assert_eq!(e.dst(), a(&hb), "MUST (RFC 5508 REQ-7): error reaches HB");
+    let q = e.quoted();
+    assert_eq!(
+        (q.src(), q.sport(), q.dst(), q.dport()),
+        (a(&hb), 6000, a(EXT), ea),
+        "the quoted packet is what HB sent"
+    );
+    assert_eq!(worker_counter(&r, "hairpins_handed_over"), 3);
+    assert_eq!(worker_counter(&r, "hairpinned"), 2);
+}
+
+/// A UDP datagram from R1:53 to `dst:dport` in two fragments (first, rest), IP ID `id`.
+fn fragmented_reply(dst: &str, dport: u16, id: u16) -> (Vec<u8>, Vec<u8>) {
+    let mut l4 = vec![0u8; 8];
+    l4[0..2].copy_from_slice(&53u16.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    l4.extend_from_slice(&[id as u8; 40]);
+    let n = l4.len() as u16;
+    l4[4..6].copy_from_slice(&n.to_be_bytes());
+    fragments(&frame(a(R1), a(dst), UDP, l4, id, 0))
+}
+
+#[test]
+fn inbound_fragments_reach_the_mapping_owner_in_any_order_across_workers() {
+    let ha = host_on(0);
+    const EXT: &str = "198.51.100.1";
+    let ext = u32::from_be_bytes(a(EXT));
+    let r1 = u32::from_be_bytes(a(R1));
+    let fw = |id: u16| dataplane::stages::nat::fragment_worker(r1, ext, UDP, id, 2);
+    // Two datagrams whose fragments meet on worker 1 (the mapping is worker 0's), one on 0.
+    let mut remote = (1..u16::MAX).filter(|&id| fw(id) == 1);
+    let (id1, id2) = (remote.next().unwrap(), remote.next().unwrap());
+    let id3 = (1..u16::MAX).find(|&id| fw(id) == 0).unwrap();
+    let (a1, b1) = fragmented_reply(EXT, 1024, id1);
+    let (a2, b2) = fragmented_reply(EXT, 1024, id2);
+    let (a3, b3) = fragmented_reply(EXT, 1024, id3);
+    let inside = vec![udp(&ha, 5000, R1, 53)];
+    // The first datagram's second fragment comes before its first.
+    let outside = vec![b1, a1, a2, b2, a3, b3];
+    let Some((r, to_out, to_in)) = replay_two_workers("frags", &inside, &outside) else {
+        return;
+    };
+    assert!(r.balanced(), "{}", r.render());
+    assert_eq!(
+        r.drops().total() + r.stage_drop_total(),
+        0,
+        "{}",
+        r.render()
+    );
+    assert_eq!((to_out[0].sport(), to_out[0].src()), (1024, a(EXT)));
+    assert_eq!(to_in.len(), 6, "every fragment delivered: {to_in:?}");
+    for id in [id1, id2, id3] {
+        let parts: Vec<&Pkt> = to_in
+            .iter()
+            .filter(|p| u16::from_be_bytes([p.ip()[4], p.ip()[5]]) == id)
+            .collect();
+        assert_eq!(parts.len(), 2, "datagram {id:#x}");
+        let first = parts
+            .iter()
+            .find(|p| u16::from_be_bytes([p.ip()[6], p.ip()[7]]) & 0x1fff == 0)
+            .expect("first fragment");
+        let rest = parts
+            .iter()
+            .find(|p| u16::from_be_bytes([p.ip()[6], p.ip()[7]]) & 0x1fff != 0)
+            .expect("second fragment");
+        for p in &parts {
+            assert!(p.checksums_ok(), "IPv4 header checksum: {p:?}");
+            assert_eq!(p.dst(), a(&ha), "datagram {id:#x} translated");
+            assert_eq!(p.port, INSIDE);
+        }
+        assert_eq!(first.dport(), 5000);
+        // The whole datagram's UDP checksum, reassembled here.
+        let mut l4 = first.l4().to_vec();
+        l4.extend_from_slice(rest.l4());
+        assert_eq!(
+            csum(&l4, pseudo(a(R1), a(&ha), UDP, l4.len())),
+            0,
+            "datagram {id:#x}: UDP checksum after translation"
+        );
+    }
+    assert_eq!(worker_counter(&r, "fragments_handed_over"), 4);
+}

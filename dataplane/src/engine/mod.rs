@@ -947,48 +947,53 @@ impl HandoffWorker {
         );
     }
 
-    /// Runs the packets other workers handed over (taken out of `burst`) from the stage that
-    /// asked, one stage at a time, passes their output on, then publishes how many ran.
-    fn arrivals(
+    /// Runs a dequeued burst that holds packets other workers handed over as well as fresh
+    /// ones, in ring order: each run of fresh packets through the whole chain, each run of
+    /// handed-over ones from the stage that asked (a handoff must not overtake a packet queued
+    /// before it: it may need the state that packet creates). Passes the output on, then
+    /// publishes how many handed-over packets ran.
+    fn run_mixed(
         &mut self,
         now: u64,
         stages: &mut [Box<dyn Stage>],
         burst: &mut Burst,
-        arrived: &mut Burst,
+        part: &mut Burst,
         leaving: &mut Burst,
         stop: &AtomicBool,
     ) {
-        burst.retain_owned(|_, m| {
-            if m.handoff().is_some() {
-                arrived.push(m).err()
-            } else {
-                Some(m)
-            }
-        });
-        let ran = arrived.len() as u64;
-        let mut group = Burst::new();
-        while let Some(k) = arrived.as_slice().first().and_then(|m| m.handoff()) {
-            let stage = k.1;
-            arrived.retain_owned(|_, mut m| {
-                if m.handoff().map(|h| h.1) == Some(stage) {
-                    m.arrive();
-                    group.push(m).err()
-                } else {
-                    Some(m)
+        let kind = |m: &Mbuf| m.handoff().map(|h| h.1);
+        let mut ran = 0u64;
+        while let Some(k) = burst.as_slice().first().map(kind) {
+            let n = burst.as_slice().iter().take_while(|m| kind(m) == k).count();
+            burst.retain_owned(|i, mut m| {
+                if i >= n {
+                    return Some(m);
                 }
+                if k.is_some() {
+                    m.arrive();
+                }
+                part.push(m).err()
             });
-            let (w, n) = (self.index, self.nports);
-            self.runner.run_from(
-                usize::from(stage),
-                now,
-                w,
-                stages,
-                &mut group,
-                leaving,
-                &mut self.cache,
-                n,
-            );
-            self.runner.finish(&mut group, leaving, &mut self.cache, n);
+            let (w, np) = (self.index, self.nports);
+            match k {
+                None => self
+                    .runner
+                    .run(now, w, stages, part, leaving, &mut self.cache, np),
+                Some(stage) => {
+                    ran += n as u64;
+                    self.runner.run_from(
+                        usize::from(stage),
+                        now,
+                        w,
+                        stages,
+                        part,
+                        leaving,
+                        &mut self.cache,
+                        np,
+                    );
+                }
+            }
+            self.runner.finish(part, leaving, &mut self.cache, np);
             push_all(
                 &self.out,
                 leaving,
@@ -1009,7 +1014,7 @@ impl HandoffWorker {
     ) -> Result<(), EngineError> {
         let mut burst = Burst::new();
         let mut leaving = Burst::new();
-        let mut arrived = Burst::new();
+        let mut part = Burst::new();
         let mut idle = 0u32;
         loop {
             // Read upstream's progress *before* draining: everything below it is in our ring.
@@ -1020,7 +1025,8 @@ impl HandoffWorker {
                 worked = true;
                 let now = self.clock.tick(&burst);
                 if burst.as_slice().iter().any(|m| m.handoff().is_some()) {
-                    self.arrivals(now, stages, &mut burst, &mut arrived, &mut leaving, stop);
+                    // Only run-to-completion workers (the last and only segment) get these.
+                    self.run_mixed(now, stages, &mut burst, &mut part, &mut leaving, stop);
                 }
                 self.runner.run(
                     now,

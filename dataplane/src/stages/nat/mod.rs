@@ -40,9 +40,10 @@
 //!   stays zero) and ICMP; ICMP errors, rare and short, get their ICMP checksum recomputed.
 //! * **Fragments**: an outbound non-first fragment takes the subscriber's paired address (all of
 //!   a subscriber's mappings share it, so no per-datagram state is needed). An inbound first
-//!   fragment records `(src, dst, proto, IP ID) -> inside address` in a small direct-mapped
-//!   table; later fragments are translated from it, and fragments that come before their first
-//!   are held (bounded, 2 s) and released from `poll`.
+//!   fragment records `(src, dst, proto, IP ID) -> inside address` (or the worker that owns
+//!   the mapping, see below) in a small direct-mapped table; later fragments are translated
+//!   from it, and fragments that come before their first are held (bounded, 2 s) and released
+//!   from `poll`.
 //! * **Memory**: 60 bytes per session (40-byte entry, two indexes at load 1/2, free list; the
 //!   indexes round up to a power of two, so a 10M table takes 71) plus 28 per subscriber, all
 //!   reserved at start-up for `capacity` sessions and as many subscribers per worker (1M
@@ -79,12 +80,22 @@
 //!   static mapping's outside endpoint goes to the worker of its inside address;
 //! * anything else (not for the pool) falls back to the flow hash.
 //!
-//! Limits of this partition (one worker is exact): a hairpinned packet between subscribers on
-//! two different workers finds no target mapping and is dropped as `hairpin_no_mapping`, and an
-//! inbound non-first fragment (no ports to steer by) reaches the right worker only by chance.
-//! Both would need a way to pass a packet from one worker to another.
+//! Two kinds of traffic need the state of two workers, and are passed from one to the other
+//! with the engine's handoff ([`Next::handoff`]; the packet runs this stage again on the other
+//! worker, in order, once):
 //!
-//! Other known limits: address-dependent filtering remembers the two most recent remote
+//! * **Hairpinning** between subscribers of different workers: the sender's worker translates
+//!   the source through the sender's mapping, then hands the packet to the worker owning the
+//!   target's outside port (or the target static mapping's inside address), which translates
+//!   the destination ([`Mbuf::handed_over`] tells it the first half is done). A hairpinned ICMP
+//!   error goes the same way, to the owner of the mapping it quotes;
+//! * **Inbound fragments** carry no ports past the first, so every fragment of an inbound
+//!   datagram to the pool is steered to one worker chosen by `(source, destination, protocol,
+//!   IP ID)` ([`fragment_worker`]). If the mapping is another worker's, the first fragment
+//!   records "this datagram goes to worker W" and is handed there, and so is every other
+//!   fragment, including those held because they came before the first.
+//!
+//! Known limits: address-dependent filtering remembers the two most recent remote
 //! addresses per mapping (stricter than ADF when a mapping talks to more peers); hairpinned
 //! ICMP queries are not supported (a NAPT cannot tell which subscriber an identifier sent to a
 //! shared address is for) and are dropped as `hairpin_no_mapping`; an outbound non-first
@@ -203,6 +214,24 @@ pub fn port_worker(port: u16, workers: usize) -> usize {
     (usize::from(port) >> PORT_BLOCK_BITS) % workers.max(1)
 }
 
+/// The worker that owns outside endpoint `addr:port` of `proto`: a static mapping's belongs
+/// to the worker of its inside address, any other to the owner of the port.
+#[inline]
+fn ext_owner(conf: &NatConf, proto: u8, addr: u32, port: u16, workers: usize) -> usize {
+    match conf.static_by_ext(proto, addr, port) {
+        Some(s) => subscriber_worker(s.in_addr, workers),
+        None => port_worker(port, workers),
+    }
+}
+
+/// The worker that receives every fragment of an inbound datagram (they carry no ports to
+/// steer by, so all of them meet where the datagram's identity says; see the module doc).
+#[inline]
+pub fn fragment_worker(src: u32, dst: u32, proto: u8, id: u16, workers: usize) -> usize {
+    let h = hash32(src ^ dst.rotate_left(13) ^ (u32::from(id) << 8 | u32::from(proto)));
+    ((u64::from(h) * workers as u64) >> 32) as usize
+}
+
 fn proto_index(p: u8) -> usize {
     match p {
         TCP => 0,
@@ -237,12 +266,30 @@ impl NatSteer {
     /// The outside-port worker for an IPv4 packet `ip` (from its header on) sent to the pool.
     fn outside(&self, ip: &[u8], workers: usize) -> Option<usize> {
         let c = &self.conf;
+        let proto = *ip.get(9)?;
+        let dst = be32(ip.get(..20)?, 16);
+        if !c.is_outside_addr(dst) {
+            return None;
+        }
+        if be16(ip, 6) & 0x3fff != 0 {
+            // A fragment, first or not: to the datagram's fragment worker.
+            return Some(fragment_worker(
+                be32(ip, 12),
+                dst,
+                proto,
+                be16(ip, 4),
+                workers,
+            ));
+        }
+        Self::owner(c, ip, workers)
+    }
+
+    /// The worker owning the mapping an inbound IPv4 packet `ip` to the pool is for (by its
+    /// destination port, ICMP identifier, or the quoted source port of an ICMP error).
+    fn owner(c: &NatConf, ip: &[u8], workers: usize) -> Option<usize> {
         let ihl = usize::from(ip[0] & 0x0f) * 4;
         let proto = ip[9];
         let dst = be32(ip, 16);
-        if !c.is_outside_addr(dst) || be16(ip, 6) & 0x1fff != 0 {
-            return None;
-        }
         let l4 = ip.get(ihl..)?;
         let port = match proto {
             TCP | UDP => be16(l4.get(..4)?, 2),
@@ -260,20 +307,14 @@ impl NatSteer {
                         ICMP => (be32(ip2, 12), be16(il4, 4)),
                         _ => return None,
                     };
-                    if let Some(s) = c.static_by_ext(ip2[9], ip_src, p) {
-                        return Some(subscriber_worker(s.in_addr, workers));
-                    }
-                    p
+                    return Some(ext_owner(c, ip2[9], ip_src, p, workers));
                 } else {
                     return None;
                 }
             }
             _ => return None,
         };
-        if let Some(s) = c.static_by_ext(proto, dst, port) {
-            return Some(subscriber_worker(s.in_addr, workers));
-        }
-        Some(port_worker(port, workers))
+        Some(ext_owner(c, proto, dst, port, workers))
     }
 }
 
@@ -314,6 +355,8 @@ struct Stats {
     fragments_translated: u64,
     fragments_held: u64,
     fragments_released: u64,
+    fragments_handed_over: u64,
+    hairpins_handed_over: u64,
     log_lost: u64,
 }
 
@@ -327,6 +370,9 @@ struct FragState {
     live: bool,
     in_addr: u32,
     in_if: u16,
+    /// The worker that translates the datagram: this one, or the owner of its mapping when
+    /// the first fragment was handed over there.
+    owner: u16,
     deadline: u32,
 }
 
@@ -899,7 +945,9 @@ impl Nat44 {
             return Next::CONTINUE;
         }
         let l3 = usize::from(p.l3_offset);
-        let r = if role == 1 {
+        let r = if role == 1 && m.handed_over() {
+            self.hairpin_arrived(m, l3)
+        } else if role == 1 {
             self.outbound(m, l3)
         } else {
             self.inbound(m, l3)
@@ -972,11 +1020,37 @@ impl Nat44 {
         let ip = &mut d[l3..l3 + tot];
         rewrite(ip, ihl, proto, true, s.ext_addr, s.ext_port);
         if self.conf.is_outside_addr(dst) {
+            if self.workers > 1 && proto != ICMP {
+                let w = ext_owner(&self.conf, proto, dst, dp, self.workers);
+                if w != self.worker {
+                    // The target's mapping is another worker's: it finishes the hairpin.
+                    self.stats.hairpins_handed_over += 1;
+                    return Ok(Next::handoff(w as u16));
+                }
+            }
             return self.hairpin(m, l3, proto, s.ext_addr, dp);
         }
         self.stats.translated_out += 1;
         m.set_egress(outside);
         Ok(Next::CONTINUE)
+    }
+
+    /// The second half of a hairpin another worker began: the packet (or ICMP error) is
+    /// already source-translated and addressed to a mapping this worker owns.
+    fn hairpin_arrived(&mut self, m: &mut Mbuf, l3: usize) -> Result<Next, u8> {
+        let d = m.data();
+        let ip = &d[l3..];
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let (proto, from) = (ip[9], be32(ip, 12));
+        let l4 = &ip[ihl..];
+        match proto {
+            ICMP => self.icmp_error_in(m, l3),
+            _ => {
+                let dp = l4.get(2..4).ok_or(D_MALFORMED)?;
+                let dp = u16::from_be_bytes([dp[0], dp[1]]);
+                self.hairpin(m, l3, proto, from, dp)
+            }
+        }
     }
 
     /// A source-translated packet addressed to one of our outside endpoints: translate its
@@ -1028,6 +1102,7 @@ impl Nat44 {
 
     /// A packet from the outside port.
     fn inbound(&mut self, m: &mut Mbuf, l3: usize) -> Result<Next, u8> {
+        let handed = m.handed_over();
         let d = m.data_mut();
         let ip = &mut d[l3..];
         let ihl = usize::from(ip[0] & 0x0f) * 4;
@@ -1044,7 +1119,15 @@ impl Nat44 {
         let ipid = be16(ip, 4);
         if frag & 0x1fff != 0 {
             return match self.frag_lookup(src, dst, proto, ipid) {
-                Some((a, inif)) => {
+                Some((_, _, owner)) if owner != self.worker => {
+                    if handed {
+                        // Cannot happen: a datagram has one owner. Never hand over twice.
+                        return Err(D_FRAG_NO_STATE);
+                    }
+                    self.stats.fragments_handed_over += 1;
+                    Ok(Next::handoff(owner as u16))
+                }
+                Some((a, inif, _)) => {
                     set_addr(ip, 16, a);
                     self.stats.fragments_translated += 1;
                     m.set_egress(inif);
@@ -1053,6 +1136,17 @@ impl Nat44 {
                 None if self.held.len() < MAX_HELD => Ok(Next::HOLD),
                 None => Err(D_FRAG_FULL),
             };
+        }
+        if frag & 0x2000 != 0 && self.workers > 1 && !handed {
+            // A first fragment, steered here with the rest of its datagram: its mapping may
+            // be another worker's. Then the whole datagram goes there.
+            if let Some(w) = NatSteer::owner(&self.conf, ip, self.workers) {
+                if w != self.worker {
+                    self.frag_record(src, dst, proto, ipid, 0, 0, w);
+                    self.stats.fragments_handed_over += 1;
+                    return Ok(Next::handoff(w as u16));
+                }
+            }
         }
         let l4 = &ip[ihl..];
         let (dp, flags) = match proto {
@@ -1103,7 +1197,7 @@ impl Nat44 {
         }
         let s = self.t.s[id as usize];
         if frag & 0x2000 != 0 {
-            self.frag_record(src, dst, proto, ipid, s.in_addr, s.in_if);
+            self.frag_record(src, dst, proto, ipid, s.in_addr, s.in_if, self.worker);
         }
         let d = m.data_mut();
         let ip = &mut d[l3..l3 + tot];
@@ -1164,7 +1258,20 @@ impl Nat44 {
         self.stats.icmp_errors_out += 1;
         let outer_dst = be32(ip, 16);
         if self.conf.is_outside_addr(outer_dst) {
-            // Hairpinned error (RFC 5508 REQ-7): now translate it as if it came in.
+            // Hairpinned error (RFC 5508 REQ-7): now translate it as if it came in, on the
+            // worker owning the mapping it quotes.
+            if self.workers > 1 {
+                let q = &ip[qo..];
+                let qsp = match qproto {
+                    ICMP => be16(q, qihl + 4),
+                    _ => be16(q, qihl),
+                };
+                let w = ext_owner(&self.conf, qproto, be32(q, 12), qsp, self.workers);
+                if w != self.worker {
+                    self.stats.hairpins_handed_over += 1;
+                    return Ok(Next::handoff(w as u16));
+                }
+            }
             return self.icmp_error_in(m, l3);
         }
         m.set_egress(outside);
@@ -1207,7 +1314,19 @@ impl Nat44 {
         h as usize % FRAG_SLOTS
     }
 
-    fn frag_record(&mut self, src: u32, dst: u32, proto: u8, id: u16, in_addr: u32, in_if: u16) {
+    /// Records where the rest of a datagram goes: to inside `(in_addr, in_if)` here, or to
+    /// worker `owner` if that is not this one.
+    #[allow(clippy::too_many_arguments)]
+    fn frag_record(
+        &mut self,
+        src: u32,
+        dst: u32,
+        proto: u8,
+        id: u16,
+        in_addr: u32,
+        in_if: u16,
+        owner: usize,
+    ) {
         let i = Self::frag_slot(src, dst, proto, id);
         self.frags[i] = FragState {
             src,
@@ -1217,11 +1336,14 @@ impl Nat44 {
             live: true,
             in_addr,
             in_if,
+            owner: owner as u16,
             deadline: self.now.saturating_add(FRAG_HOLD_SECS),
         };
     }
 
-    fn frag_lookup(&self, src: u32, dst: u32, proto: u8, id: u16) -> Option<(u32, u16)> {
+    /// `(inside address, inside port, owning worker)` for a fragment of a datagram whose first
+    /// fragment was seen.
+    fn frag_lookup(&self, src: u32, dst: u32, proto: u8, id: u16) -> Option<(u32, u16, usize)> {
         let f = &self.frags[Self::frag_slot(src, dst, proto, id)];
         (f.live
             && f.src == src
@@ -1229,7 +1351,7 @@ impl Nat44 {
             && f.id == id
             && f.proto == proto
             && f.deadline >= self.now)
-            .then_some((f.in_addr, f.in_if))
+            .then_some((f.in_addr, f.in_if, usize::from(f.owner)))
     }
 }
 
@@ -1422,11 +1544,21 @@ impl Stage for Nat44 {
                 self.frag_lookup(be32(ip, 12), be32(ip, 16), ip[9], be16(ip, 4))
                     .map(|r| (r, usize::from(p.l3_offset)))
             });
-            if let Some(((a, inif), l3)) = found {
+            if let Some(((a, inif, owner), l3)) = found {
                 if ctx.emit_room() == 0 {
                     break;
                 }
                 let mut h = self.held.swap_remove(i);
+                if owner != self.worker {
+                    if h.m.handed_over() {
+                        ctx.drop_held(h.m, D_FRAG_NO_STATE);
+                    } else {
+                        // Its datagram went to the worker owning the mapping.
+                        self.stats.fragments_handed_over += 1;
+                        ctx.handoff(h.m, owner as u16);
+                    }
+                    continue;
+                }
                 set_addr(&mut h.m.data_mut()[l3..], 16, a);
                 h.m.set_egress(inif);
                 self.stats.fragments_released += 1;
@@ -1477,6 +1609,8 @@ impl Stage for Nat44 {
         v.push(("translated_out".into(), s.translated_out));
         v.push(("translated_in".into(), s.translated_in));
         v.push(("hairpinned".into(), s.hairpinned));
+        v.push(("hairpins_handed_over".into(), s.hairpins_handed_over));
+        v.push(("fragments_handed_over".into(), s.fragments_handed_over));
         v.push(("icmp_errors_out".into(), s.icmp_errors_out));
         v.push(("icmp_errors_in".into(), s.icmp_errors_in));
         v.push(("icmp_prohibited_sent".into(), s.icmp_prohibited_sent));
