@@ -715,7 +715,7 @@ fn measure_table(a: &Args, n: u32, label: &str, rows: &mut Vec<Row>) -> Res<Tabl
         peer_tool: None,
         ratio: None,
         note: Some(format!(
-            "{:.1} MiB for {cap} sessions (40-byte entries, free list, two indexes at load 1/2 rounded up to a power of two, the wheel); the subscriber table, reserved for one subscriber per session, adds {per_sub:.1} B ({:.1} B in all); no goal in the issue",
+            "{:.1} MiB for {cap} sessions (32-byte entries, 8-byte wheel links, free list, two indexes at load 1/2 rounded up to a power of two, the wheel); the subscriber table, reserved for one subscriber per session, adds {per_sub:.1} B ({:.1} B in all); no goal in the issue",
             mib(tbytes),
             per + per_sub
         )),

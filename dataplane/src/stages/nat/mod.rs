@@ -44,7 +44,7 @@
 //!   the mapping, see below) in a small direct-mapped table; later fragments are translated
 //!   from it, and fragments that come before their first are held (bounded, 2 s) and released
 //!   from `poll`.
-//! * **Memory**: 60 bytes per session (40-byte entry, two indexes at load 1/2, free list; the
+//! * **Memory**: 60 bytes per session (32-byte entry, 8 of wheel links, two indexes at load 1/2, free list; the
 //!   indexes round up to a power of two, so a 10M table takes 71) plus 28 per subscriber, all
 //!   reserved at start-up for `capacity` sessions and as many subscribers per worker (1M
 //!   default: about 88 MiB per worker, most of it untouched until used; see
@@ -395,6 +395,9 @@ pub struct Nat44 {
     /// The first random port draws for the packet being processed, made ahead by
     /// [`Self::warm_ports`] (taken by [`Self::alloc_port`]).
     pre: Option<[u32; DRAWS]>,
+    /// The session the packet being processed was found at by [`Table::probe`] (`id + 1`; 0:
+    /// none), checked against the packet's key before use.
+    found: u32,
     /// The draws [`Self::warm_ports`] made for the chunk being processed (bit `i` of its
     /// result says whether `ahead[i]` holds some).
     ahead: [[u32; DRAWS]; WARM],
@@ -434,6 +437,7 @@ impl Nat44 {
             used: vec![[0; 3]; conf.pool.len()],
             rng: seed,
             pre: None,
+            found: 0,
             ahead: [[0; DRAWS]; WARM],
             port_macs,
             icmp_tokens: conf.icmp_rate,
@@ -502,6 +506,22 @@ impl Nat44 {
         x ^= x >> 27;
         self.rng = x;
         (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as u32
+    }
+
+    /// The session [`Table::probe`] found for this packet, if its inside key is `k`.
+    #[inline(always)]
+    fn found_in(&mut self, k: u64) -> Option<u32> {
+        let f = std::mem::take(&mut self.found);
+        let id = f.checked_sub(1)?;
+        (self.t.s.get(id as usize)?.in_key() == k).then_some(id)
+    }
+
+    /// The session [`Table::probe`] found for this packet, if its outside key is `k`.
+    #[inline(always)]
+    fn found_ext(&mut self, k: u64) -> Option<u32> {
+        let f = std::mem::take(&mut self.found);
+        let id = f.checked_sub(1)?;
+        (self.t.s.get(id as usize)?.ext_key() == k).then_some(id)
     }
 
     fn owns(&self, port: u16) -> bool {
@@ -1001,7 +1021,8 @@ impl Nat44 {
             _ => return Err(D_PROTO),
         };
         let _ = l4h;
-        let id = match self.t.find_in(key(proto, src, sp)) {
+        let k = key(proto, src, sp);
+        let id = match self.found_in(k).or_else(|| self.t.find_in(k)) {
             Some(id) => id,
             None => {
                 if proto == ICMP && icmp_query(l4[0]) == Some(false) {
@@ -1166,7 +1187,8 @@ impl Nat44 {
             _ => return Err(D_PROTO),
         };
         let unsolicited_syn = proto == TCP && flags & 0x12 == 0x02;
-        let id = match self.t.find_ext(key(proto, dst, dp)) {
+        let k = key(proto, dst, dp);
+        let id = match self.found_ext(k).or_else(|| self.t.find_ext(k)) {
             Some(id) => id,
             None => match self.conf.static_by_ext(proto, dst, dp).copied() {
                 Some(st) => {
@@ -1459,11 +1481,10 @@ impl Stage for Nat44 {
                 inside |= u64::from(*k & WARM_EXT == 0) << i;
             }
             let mut fresh = self.t.warm(keys);
-            let ask = inside & !fresh;
-            if ask != 0 {
-                // A home slot taken by another key: likely new all the same.
-                fresh |= self.t.absent(keys, ask);
-            }
+            // Walk the probe runs `warm` loaded: each packet's session found now saves its own
+            // lookup; an inside key found nowhere there is likely new all the same.
+            let mut found = [0u32; WARM];
+            fresh |= self.t.probe(keys, !fresh, &mut found) & inside;
             if fresh != 0 {
                 // Likely new mappings from inside: their subscriber entries too.
                 let mut subs = [0u32; WARM];
@@ -1481,16 +1502,20 @@ impl Stage for Nat44 {
                 }
             }
             if drawn == 0 {
-                for (m, n) in pc.iter_mut().zip(nc.iter_mut()) {
+                for ((m, n), &f) in pc.iter_mut().zip(nc.iter_mut()).zip(&found) {
+                    self.found = f;
                     *n = self.packet(ctx, m);
                 }
+                self.found = 0;
                 continue;
             }
             for (i, (m, n)) in pc.iter_mut().zip(nc.iter_mut()).enumerate() {
                 self.pre = (drawn >> i & 1 != 0).then(|| self.ahead[i]);
+                self.found = found[i];
                 *n = self.packet(ctx, m);
             }
             self.pre = None;
+            self.found = 0;
         }
     }
 
