@@ -443,11 +443,11 @@ pub fn parse_config(t: &StageTable<'_>) -> Result<Box<dyn StageSpec>, ConfigErro
     }
     if let Some(cap) = &c.capacity {
         let v = *cap.get_ref();
-        if !(1..=(1 << 26)).contains(&v) {
+        if !(1..=super::table::MAX_ENTRIES as u64).contains(&v) {
             return Err(t.err(
                 cap.span(),
                 "capacity",
-                "expected 1 to 67108864 sessions per worker",
+                "expected 1 to 67108863 sessions per worker",
             ));
         }
         conf.capacity = v as usize;

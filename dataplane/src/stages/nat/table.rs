@@ -9,8 +9,9 @@
 //! * Two open-addressing indexes of `u32` entry numbers (linear probing, load at most 1/2,
 //!   backward-shift deletion, so no tombstones ever accumulate) find an entry by its inside
 //!   key `(proto, inside address, inside port)` and by its outside key `(proto, outside
-//!   address, outside port)`. The index stores only the entry number; the key is compared
-//!   against the entry itself, which the packet path reads anyway.
+//!   address, outside port)`. A slot holds the entry number and a 6-bit tag of the key's
+//!   hash; the key is compared against the entry itself (which the packet path reads anyway)
+//!   only where the tag matches, so other keys' entries in a probe run are never read.
 //! * A timer wheel of one-second buckets, 8192 of them (2 h 16 min, longer than the longest
 //!   default timeout), links entries through a parallel array of `prev`/`next` links, kept
 //!   out of the 32-byte entry the packet path reads (one cache line, never two). A refresh only moves
@@ -114,7 +115,16 @@ fn huge_zeroed(n: usize) -> Vec<u32> {
     v
 }
 
-/// An open-addressing index of entry numbers (0 = empty, else number + 1).
+/// Bits of an index slot that hold the entry number (plus one); the 6 above hold a tag.
+const ID_BITS: u32 = 26;
+const ID_MASK: u32 = (1 << ID_BITS) - 1;
+/// Most entries an [`Index`] (so a table, or a subscriber set) can number.
+pub const MAX_ENTRIES: usize = ID_MASK as usize;
+
+/// An open-addressing index of entry numbers. A slot is 0 when empty, else the entry number
+/// plus one in its low 26 bits and a 6-bit tag of the key's hash above: a lookup skips, without
+/// reading the entry, the slots whose tag differs (63 in 64 of the other keys), so a probe run
+/// costs the entry line only where the key is likely to be.
 #[derive(Debug)]
 pub struct Index {
     slots: Vec<u32>,
@@ -143,42 +153,52 @@ impl Index {
         self.slots.len() * std::mem::size_of::<u32>()
     }
 
+    /// `k`'s home slot and tag.
     #[inline(always)]
-    fn home(&self, k: u64) -> usize {
-        mix(k, self.seed) as usize & self.mask
+    fn place(&self, k: u64) -> (usize, u32) {
+        let h = mix(k, self.seed);
+        (h as usize & self.mask, ((h >> 58) as u32) << ID_BITS)
     }
 
-    /// The entry number in `k`'s home slot (`NIL` if empty): a load of the line a lookup of
-    /// `k` reads first, without the key comparison that would wait for the entry.
     #[inline(always)]
-    pub fn peek(&self, k: u64) -> u32 {
-        self.slots[self.home(k)].wrapping_sub(1)
+    fn home(&self, k: u64) -> usize {
+        self.place(k).0
+    }
+
+    /// The entry number a slot holds, if it is not empty and carries tag `tag`.
+    #[inline(always)]
+    fn entry(s: u32, tag: u32) -> Option<u32> {
+        (s != 0 && s & !ID_MASK == tag).then(|| (s & ID_MASK) - 1)
     }
 
     /// The entry with key `k` (`key_of` gives an entry's key).
     #[inline]
     pub fn find(&self, k: u64, key_of: impl Fn(u32) -> u64) -> Option<u32> {
-        let mut i = self.home(k);
+        let (mut i, tag) = self.place(k);
         loop {
             let s = self.slots[i];
             if s == 0 {
                 return None;
             }
-            if key_of(s - 1) == k {
-                return Some(s - 1);
+            if let Some(id) = Self::entry(s, tag) {
+                if key_of(id) == k {
+                    return Some(id);
+                }
             }
             i = (i + 1) & self.mask;
         }
     }
 
-    /// Adds entry `id` under `k` (not present; the caller keeps the load at most 1/2).
+    /// Adds entry `id` (below [`MAX_ENTRIES`]) under `k` (not present; the caller keeps the
+    /// load at most 1/2).
     #[inline]
     pub fn insert(&mut self, k: u64, id: u32) {
-        let mut i = self.home(k);
+        debug_assert!((id as usize) < MAX_ENTRIES);
+        let (mut i, tag) = self.place(k);
         while self.slots[i] != 0 {
             i = (i + 1) & self.mask;
         }
-        self.slots[i] = id + 1;
+        self.slots[i] = tag | (id + 1);
     }
 
     /// Removes entry `id` (stored under `k`), shifting later entries of its probe run back.
@@ -189,7 +209,7 @@ impl Index {
             if s == 0 {
                 return;
             }
-            if s == id + 1 {
+            if s & ID_MASK == id + 1 {
                 break;
             }
             i = (i + 1) & self.mask;
@@ -201,7 +221,7 @@ impl Index {
             if s == 0 {
                 break;
             }
-            let home = self.home(key_of(s - 1));
+            let home = self.home(key_of((s & ID_MASK) - 1));
             // Move `s` into the hole unless its home lies cyclically in (i, j].
             let dist_home = j.wrapping_sub(home) & self.mask;
             let dist_hole = j.wrapping_sub(i) & self.mask;
@@ -234,6 +254,7 @@ pub struct Table {
 impl Table {
     /// A table of `capacity` sessions.
     pub fn new(capacity: usize, seed: u64) -> Table {
+        let capacity = capacity.min(MAX_ENTRIES);
         let mut s = Vec::with_capacity(capacity);
         pmd::mem::advise_huge(s.spare_capacity_mut());
         let mut links = Vec::with_capacity(capacity);
@@ -321,16 +342,16 @@ impl Table {
     #[inline]
     pub fn warm(&self, keys: &[u64]) -> u64 {
         let keys = &keys[..keys.len().min(64)];
-        let mut at = [0usize; 64];
+        let mut at = [(0usize, 0u32); 64];
         for (k, a) in keys.iter().zip(at.iter_mut()) {
             if *k != WARM_NONE {
                 let idx = self.index_of(*k);
-                *a = idx.home(*k & !WARM_EXT);
-                pmd::cpu::prefetch(&idx.slots[*a]);
+                *a = idx.place(*k & !WARM_EXT);
+                pmd::cpu::prefetch(&idx.slots[a.0]);
             }
         }
         let mut empty = 0u64;
-        for (i, (k, &a)) in keys.iter().zip(at.iter()).enumerate() {
+        for (i, (k, &(a, tag))) in keys.iter().zip(at.iter()).enumerate() {
             if *k == WARM_NONE {
                 continue;
             }
@@ -338,7 +359,7 @@ impl Table {
             let first = idx.slots[a];
             empty |= u64::from(first == 0) << i;
             for s in [first, idx.slots[(a + 1) & idx.mask]] {
-                if let Some(e) = self.s.get((s as usize).wrapping_sub(1)) {
+                if let Some(e) = Index::entry(s, tag).and_then(|id| self.s.get(id as usize)) {
                     pmd::cpu::prefetch(e);
                 }
             }
@@ -354,19 +375,22 @@ impl Table {
     pub fn warm_ext_runs(&self, keys: &[u64]) {
         let keys = &keys[..keys.len().min(64)];
         let idx = &self.by_ext;
-        let mut at = [0usize; 64];
+        let mut at = [(0usize, 0u32); 64];
         for (&k, a) in keys.iter().zip(at.iter_mut()) {
-            *a = idx.home(k);
-            pmd::cpu::prefetch(&idx.slots[*a]);
+            *a = idx.place(k);
+            pmd::cpu::prefetch(&idx.slots[a.0]);
         }
-        for &a in &at[..keys.len()] {
+        for &(a, tag) in &at[..keys.len()] {
             let mut a = a;
             for _ in 0..3 {
                 let s = idx.slots[a];
-                let Some(e) = self.s.get((s as usize).wrapping_sub(1)) else {
+                if s == 0 {
                     break;
-                };
-                pmd::cpu::prefetch(e);
+                }
+                // Only entries with the key's tag are read by the lookup.
+                if let Some(e) = Index::entry(s, tag).and_then(|id| self.s.get(id as usize)) {
+                    pmd::cpu::prefetch(e);
+                }
                 a = (a + 1) & idx.mask;
             }
         }
@@ -390,19 +414,21 @@ impl Table {
             let ext = k & WARM_EXT != 0;
             let k = k & !WARM_EXT;
             let idx = if ext { &self.by_ext } else { &self.by_in };
-            let mut a = idx.home(k);
+            let (mut a, tag) = idx.place(k);
             for _ in 0..3 {
                 let s = idx.slots[a];
                 if s == 0 {
                     out |= 1 << i;
                     break;
                 }
-                let Some(e) = self.s.get(s as usize - 1) else {
-                    break;
-                };
-                if (if ext { e.ext_key() } else { e.in_key() }) == k {
-                    found[i] = s;
-                    break;
+                if let Some(id) = Index::entry(s, tag) {
+                    let Some(e) = self.s.get(id as usize) else {
+                        break;
+                    };
+                    if (if ext { e.ext_key() } else { e.in_key() }) == k {
+                        found[i] = id + 1;
+                        break;
+                    }
                 }
                 a = (a + 1) & idx.mask;
             }
@@ -571,6 +597,7 @@ pub struct Subscribers {
 impl Subscribers {
     /// Room for `capacity` subscribers.
     pub fn new(capacity: usize, seed: u64) -> Subscribers {
+        let capacity = capacity.min(MAX_ENTRIES);
         Subscribers {
             e: {
                 let mut e = Vec::with_capacity(capacity);
@@ -621,14 +648,14 @@ impl Subscribers {
     #[inline]
     pub fn warm(&self, addrs: &[u32]) {
         let addrs = &addrs[..addrs.len().min(64)];
-        let mut at = [0usize; 64];
+        let mut at = [(0usize, 0u32); 64];
         for (&a, h) in addrs.iter().zip(at.iter_mut()) {
-            *h = self.idx.home(u64::from(a));
-            pmd::cpu::prefetch(&self.idx.slots[*h]);
+            *h = self.idx.place(u64::from(a));
+            pmd::cpu::prefetch(&self.idx.slots[h.0]);
         }
-        for &h in &at[..addrs.len()] {
+        for &(h, tag) in &at[..addrs.len()] {
             let s = self.idx.slots[h];
-            if let Some(e) = self.e.get((s as usize).wrapping_sub(1)) {
+            if let Some(e) = Index::entry(s, tag).and_then(|id| self.e.get(id as usize)) {
                 pmd::cpu::prefetch(e);
             }
         }
