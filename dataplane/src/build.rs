@@ -424,7 +424,18 @@ pub fn engine_options(cfg: &Config, offline: bool) -> EngineOptions {
         },
         offline,
         ring_size: cfg.ring_size,
-        steer: cfg.stages.iter().find_map(|s| s.steer(cfg.workers.len())),
+        steer: {
+            let mut all: Vec<_> = cfg
+                .stages
+                .iter()
+                .filter_map(|s| s.steer(cfg.workers.len()))
+                .collect();
+            match all.len() {
+                0 => None,
+                1 => all.pop(),
+                _ => Some(std::sync::Arc::new(crate::engine::Steers(all)) as _),
+            }
+        },
     }
 }
 

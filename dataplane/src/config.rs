@@ -307,8 +307,10 @@ pub trait StageSpec: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> &'static str;
     /// Builds one instance.
     fn build(&self, env: &BuildEnv) -> Box<dyn crate::stage::Stage>;
-    /// A steering rule for the dispatcher (the first stage that has one wins), for state the
-    /// symmetric flow hash cannot place, such as NAT replies; `workers` is the worker count.
+    /// A steering rule for the dispatcher, for state the symmetric flow hash cannot place,
+    /// such as NAT replies, or packets every worker must see (a neighbour's ARP reply);
+    /// `workers` is the worker count. Several stages' rules combine ([`crate::engine::Steers`]:
+    /// the first that places a packet wins).
     fn steer(&self, workers: usize) -> Option<std::sync::Arc<dyn crate::engine::Steer>> {
         let _ = workers;
         None

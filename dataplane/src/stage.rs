@@ -269,6 +269,13 @@ impl Ctx<'_> {
         }
     }
 
+    /// Whether this layout can hand packets to other workers ([`Next::handoff`]): several
+    /// run-to-completion workers behind an I/O thread.
+    #[inline]
+    pub fn can_handoff(&self) -> bool {
+        self.can_handoff
+    }
+
     /// Gives up a held packet, counted under the stage's own reason `code`.
     #[inline]
     pub fn drop_held(&mut self, m: Mbuf, code: u8) {

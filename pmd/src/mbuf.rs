@@ -65,6 +65,9 @@ pub const FLAG_HANDOFF: u16 = 8;
 /// Flag: the packet was handed over by another worker and is running the rest of its chain
 /// here (see [`Mbuf::handed_over`]).
 pub const FLAG_HANDED: u16 = 16;
+/// Flag: an engine-made copy of a received packet for another worker to learn from (see
+/// [`Mbuf::is_copy`]).
+pub const FLAG_COPY: u16 = 32;
 
 /// An owned packet buffer.
 pub struct Mbuf(NonNull<MbufHdr>);
@@ -319,6 +322,18 @@ impl Mbuf {
     #[inline(always)]
     pub fn handed_over(&self) -> bool {
         self.hdr().flags & FLAG_HANDED != 0
+    }
+    /// Marks the packet as a copy the engine made of a received packet so that every worker
+    /// sees it (a neighbour's ARP reply): stages learn from a copy, and the engine consumes
+    /// it whatever they answer; it never leaves by a port.
+    #[inline]
+    pub fn set_copy(&mut self) {
+        self.hdr_mut().flags |= FLAG_COPY;
+    }
+    /// Whether this is such a copy.
+    #[inline(always)]
+    pub fn is_copy(&self) -> bool {
+        self.hdr().flags & FLAG_COPY != 0
     }
     /// Receive (or capture) timestamp, nanoseconds.
     #[inline(always)]

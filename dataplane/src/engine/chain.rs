@@ -30,6 +30,9 @@ pub struct ChainRunner {
     /// Whether stages may hand packets to other workers ([`Next::handoff`]): only the
     /// run-to-completion workers behind an I/O thread can.
     pub can_handoff: bool,
+    /// Broadcast copies ([`pmd::Mbuf::is_copy`]) consumed: whatever a stage answers for a copy
+    /// other than carrying on or holding it, and at the end of the chain.
+    pub copies_consumed: u64,
 }
 
 impl ChainRunner {
@@ -44,6 +47,7 @@ impl ChainRunner {
             processed: 0,
             created: 0,
             can_handoff: false,
+            copies_consumed: 0,
         }
     }
 
@@ -121,8 +125,16 @@ impl ChainRunner {
             let nexts = &self.nexts;
             let drops = &mut self.drops;
             let local = &mut self.stage_drops[si];
+            let copies = &mut self.copies_consumed;
             burst.retain_owned(|i, mut m| match nexts[i].kind() {
                 NextKind::Continue => Some(m),
+                _ if m.is_copy() => {
+                    // A broadcast copy has taught the stage what it could: consumed, never
+                    // counted as a drop or sent.
+                    *copies += 1;
+                    cache.free(m);
+                    None
+                }
                 NextKind::Port(p) => {
                     if p >= nports {
                         drops.count(DropReason::BadPort);
@@ -263,13 +275,22 @@ impl ChainRunner {
         nports: u16,
     ) {
         // The usual case: every packet has a valid egress; one copy of the pointers moves them.
-        if burst.as_slice().iter().all(|m| m.egress() < nports) && burst.append_to(leaving) {
+        if burst
+            .as_slice()
+            .iter()
+            .all(|m| m.egress() < nports && !m.is_copy())
+            && burst.append_to(leaving)
+        {
             return;
         }
         let drops = &mut self.drops;
+        let copies = &mut self.copies_consumed;
         burst.retain_owned(|_, m| {
             let e = m.egress();
-            if e == NO_EGRESS {
+            if m.is_copy() {
+                *copies += 1;
+                cache.free(m);
+            } else if e == NO_EGRESS {
                 drops.count(DropReason::NoEgress);
                 cache.free(m);
             } else if e >= nports {

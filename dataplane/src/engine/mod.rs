@@ -98,6 +98,39 @@ pub struct EngineOptions {
 pub trait Steer: Send + Sync + std::fmt::Debug {
     /// The worker (below `workers`) for `frame` received on `port`, or `None`.
     fn steer(&self, frame: &[u8], port: u16, workers: usize) -> Option<usize>;
+
+    /// Whether every worker must see `frame` (a neighbour's ARP reply, which teaches every
+    /// worker's router): the worker chosen as usual gets the packet, every other worker a copy
+    /// ([`pmd::Mbuf::is_copy`]) that the engine consumes after the chain, counted apart from
+    /// packets ([`Report::copies`]).
+    fn broadcast(&self, frame: &[u8], port: u16) -> bool {
+        let _ = (frame, port);
+        false
+    }
+
+    /// Whether the rule places packets that would go wrong elsewhere (a NAT's replies), so
+    /// the engine must dispatch; `false` for a rule that only broadcasts, which workers owning
+    /// their queues directly can do without.
+    fn places(&self) -> bool {
+        true
+    }
+}
+
+/// Several stages' steering rules: the first that places a packet wins; a packet is
+/// broadcast if any rule says so.
+#[derive(Debug)]
+pub struct Steers(pub Vec<Arc<dyn Steer>>);
+
+impl Steer for Steers {
+    fn steer(&self, frame: &[u8], port: u16, workers: usize) -> Option<usize> {
+        self.0.iter().find_map(|s| s.steer(frame, port, workers))
+    }
+    fn broadcast(&self, frame: &[u8], port: u16) -> bool {
+        self.0.iter().any(|s| s.broadcast(frame, port))
+    }
+    fn places(&self) -> bool {
+        self.0.iter().any(|s| s.places())
+    }
 }
 
 /// Builds one chain instance (run-to-completion builds one per worker: per-core state).
@@ -139,6 +172,8 @@ pub struct WorkerReport {
     pub held: u64,
     /// Its stages' own drops: (stage, reason, count), non-zero only.
     pub stage_drops: Vec<(String, String, u64)>,
+    /// Broadcast copies its chain consumed.
+    pub copies_consumed: u64,
     /// Stage counters, by stage.
     pub stages: Vec<(String, Vec<(String, u64)>)>,
 }
@@ -152,6 +187,9 @@ pub struct Report {
     pub workers: Vec<WorkerReport>,
     /// Drops on the I/O thread (handoff).
     pub io_drops: DropCounters,
+    /// Copies the I/O thread made of broadcast packets ([`Steer::broadcast`]); workers consume
+    /// each one ([`WorkerReport::copies_consumed`]).
+    pub copies: u64,
 }
 
 impl Report {
@@ -206,7 +244,8 @@ impl Report {
         self.workers.iter().map(|w| w.held).sum()
     }
 
-    /// received + created == sent + dropped (engine, stages, port transmit) + held.
+    /// received + created == sent + dropped (engine, stages, port transmit) + held, and
+    /// every broadcast copy made was consumed.
     pub fn balanced(&self) -> bool {
         self.received() + self.created()
             == self.sent()
@@ -214,6 +253,7 @@ impl Report {
                 + self.stage_drop_total()
                 + self.tx_port_drops()
                 + self.held()
+            && self.copies == self.workers.iter().map(|w| w.copies_consumed).sum::<u64>()
     }
 
     /// Human-readable counters.
@@ -251,6 +291,14 @@ impl Report {
         }
         for (n, v) in self.io_drops.nonzero() {
             let _ = writeln!(s, "io: drop {n} {v}");
+        }
+        if self.copies != 0 {
+            let consumed: u64 = self.workers.iter().map(|w| w.copies_consumed).sum();
+            let _ = writeln!(
+                s,
+                "broadcast copies: made {}, consumed {consumed}",
+                self.copies
+            );
         }
         let d = self.drops();
         let _ = writeln!(
@@ -326,7 +374,11 @@ impl<'a> Engine<'a> {
                     p.name(),
                     p.rx_queues().max(p.tx_queues()),
                     if opts.offline { ", replay" } else { "" },
-                    if opts.steer.is_some() { ", a steering stage" } else { "" },
+                    if opts.steer.as_ref().is_some_and(|s| s.places()) {
+                        ", a steering stage"
+                    } else {
+                        ""
+                    },
                 )));
             }
         }
@@ -380,7 +432,7 @@ impl<'a> Engine<'a> {
         opts.layout == Layout::RunToCompletion
             && (n == 1
                 || (!opts.offline
-                    && opts.steer.is_none()
+                    && !opts.steer.as_ref().is_some_and(|s| s.places())
                     && ports.iter().all(|p| {
                         usize::from(p.rx_queues()) == n && usize::from(p.tx_queues()) == n
                     })))
@@ -442,6 +494,7 @@ impl<'a> Engine<'a> {
                             created: w.runner.created,
                             held: stages.iter().map(|s| s.held() as u64).sum(),
                             stages: stage_counters(stages),
+                            copies_consumed: w.runner.copies_consumed,
                         })
                     })
                 })
@@ -476,6 +529,7 @@ impl<'a> Engine<'a> {
             ports,
             workers,
             io_drops: DropCounters::default(),
+            copies: 0,
         })
     }
 
@@ -603,6 +657,7 @@ impl<'a> Engine<'a> {
                         created: w.runner.created,
                         held: stages.iter().map(|s| s.held() as u64).sum(),
                         stages: stage_counters(&stages),
+                        copies_consumed: w.runner.copies_consumed,
                     })
                 }));
             }
@@ -630,6 +685,7 @@ impl<'a> Engine<'a> {
                 handoffs_ran: vec![0; nworkers],
                 caught_up: false,
                 done_published: false,
+                copies: 0,
             };
             let io_result = io.run(&mut ports, stop);
             io.progress.done.store(true, Ordering::Release);
@@ -656,6 +712,7 @@ impl<'a> Engine<'a> {
                     .collect(),
                 workers,
                 io_drops: io.drops,
+                copies: io.copies,
             })
         })
     }
@@ -1146,6 +1203,8 @@ struct IoThread {
     caught_up: bool,
     /// `progress.done` is published: workers may have stopped, handoffs are late.
     done_published: bool,
+    /// Broadcast copies made.
+    copies: u64,
 }
 
 /// Handoffs waiting for one worker beyond which more are dropped online (`handoff_full`).
@@ -1228,6 +1287,7 @@ impl IoThread {
             std::mem::swap(burst, &mut staging[0]);
         } else {
             let steer = self.steer.as_deref();
+            let (cache, copies, drops) = (&mut self.cache, &mut self.copies, &mut self.drops);
             burst.retain_owned(|_, mut m| {
                 let h = flow_hash(m.data());
                 m.set_flow_hash(h);
@@ -1236,7 +1296,34 @@ impl IoThread {
                     .and_then(|s| s.steer(m.data(), m.port(), nw))
                     .filter(|&w| w < nw)
                     .unwrap_or(by_hash);
-                let _ = staging[w].push(m);
+                if steer.is_some_and(|s| s.broadcast(m.data(), m.port())) {
+                    for (o, b) in staging.iter_mut().enumerate() {
+                        if o == w {
+                            continue;
+                        }
+                        // A copy that cannot be made (no buffer, no room) only means that
+                        // worker does not learn from this one.
+                        if let Some(mut c) = cache.alloc() {
+                            if c.copy_from(m.data()) {
+                                c.set_port(m.port());
+                                c.set_seq(m.seq());
+                                c.set_timestamp(m.timestamp());
+                                c.set_flow_hash(h);
+                                c.set_copy();
+                                match b.push(c) {
+                                    Ok(()) => *copies += 1,
+                                    Err(c) => cache.free(c),
+                                }
+                            } else {
+                                cache.free(c);
+                            }
+                        }
+                    }
+                }
+                if let Err(m) = staging[w].push(m) {
+                    drops.count(DropReason::HandoffFull);
+                    cache.free(m);
+                }
                 None
             });
         }

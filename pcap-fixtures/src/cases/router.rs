@@ -580,8 +580,10 @@ fn arp_case() -> Case {
     .created(2)
     .layouts(
         &["rtc-1", "pipeline-2"],
-        "neighbour tables are per worker: with two workers the ARP reply may reach a worker \
-         other than the one holding the packets",
+        "in replay the captured ARP reply may reach the worker that resolves the next hop \
+         before the packets that asked for it are handed there (a capture cannot keep a \
+         request ahead of its reply across workers); tests/router_workers.rs checks two \
+         workers online",
     )
 }
 

@@ -52,7 +52,7 @@
 //!   exhausted pool.
 //! * **Lookups per burst**: before a burst (in chunks of 64) is processed, each packet's index
 //!   slot, then the entries it names, then (for likely new mappings: an empty home slot, or
-//!   loaded entries with other keys up to an empty slot, [`Table::absent`]) its subscriber
+//!   loaded entries with other keys up to an empty slot, [`Table::probe`]) its subscriber
 //!   entry are loaded in passes over the whole chunk ([`Table::warm`]), so a table far larger
 //!   than the caches costs overlapping misses instead of two or three in a row per packet.
 //!   With random allocation, each likely new mapping from inside also has its first two port

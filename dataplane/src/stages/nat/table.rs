@@ -50,7 +50,7 @@ fn mix(k: u64, seed: u64) -> u64 {
 /// packet reads or writes, in 32 bytes aligned to 32, so an entry never straddles two cache
 /// lines (a 40-byte entry did for 3 in 8 sessions: a second miss). The wheel's list links,
 /// touched only when a session is made, expires or has its deadline shortened, live apart
-/// ([`Link`]).
+/// (a parallel array).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(32))]
 pub struct Session {

@@ -103,7 +103,13 @@ impl StageSpec for RouterSpec {
     }
 
     fn build(&self, env: &BuildEnv) -> Box<dyn Stage> {
-        Box::new(Router::new(&self.cfg, &self.fib, env.port_macs.clone()))
+        let mut r = Router::new(&self.cfg, &self.fib, env.port_macs.clone());
+        r.set_workers(env.worker, env.workers);
+        Box::new(r)
+    }
+
+    fn steer(&self, workers: usize) -> Option<Arc<dyn crate::engine::Steer>> {
+        (workers > 1).then(|| Arc::new(super::stage::RouterSteer) as Arc<dyn crate::engine::Steer>)
     }
 
     fn describe(&self, ports: &[PortConfig]) -> Vec<String> {

@@ -13,7 +13,7 @@
 //!
 //! What RFC 1812 asks, and where it is done here:
 //! * ICMP errors (time exceeded, destination unreachable, fragmentation needed / packet too
-//!   big) are new packets from [`Ctx::alloc`], quoting the offending datagram (IPv4: as much as
+//!   big) are new packets from [`Ctx::alloc`](crate::stage::Ctx::alloc), quoting the offending datagram (IPv4: as much as
 //!   fits a 576-byte datagram, RFC 1812 4.3.2.3; IPv6: as much as fits 1280 bytes, RFC 4443),
 //!   sent back out of the input port to the L2 source of the offending frame, from the input
 //!   interface's address, with the offending packet's sequence number and timestamp. They are
@@ -31,9 +31,15 @@
 //!
 //! Neighbours: static entries from the configuration; ARP requests for the router's addresses
 //! are answered in place; an unresolved next hop gets an ARP request (retried from `poll`) and
-//! up to `hold` packets wait for it ([`Next::HOLD`]); replies release them. IPv6 does the same
+//! up to `hold` packets wait for it ([`Next::HOLD`](crate::stage::Next::HOLD)); replies release them. IPv6 does the same
 //! with neighbour discovery (RFC 4861: solicitations for our addresses answered in place,
 //! solicitations sent to the solicited-node multicast address, advertisements learned).
+//!
+//! With several run-to-completion workers, each next hop is resolved by one worker
+//! ([`neighbour_worker`]): another worker routing a packet to a next hop it does not
+//! know hands the packet over to that one (its next hop and egress stashed in the metadata
+//! line), which asks once and holds; the router's steering rule ([`RouterSteer`]) has ARP and
+//! neighbour discovery broadcast to every worker, so every worker learns the answer.
 
 pub mod fib;
 pub mod lpm4;
@@ -45,7 +51,7 @@ mod neigh;
 mod stage;
 
 pub use config::{parse_config, RouterSpec};
-pub use stage::{Iface, Router, RouterConfig, StaticNeighbour};
+pub use stage::{neighbour_worker, Iface, Router, RouterConfig, RouterSteer, StaticNeighbour};
 
 #[cfg(test)]
 mod tests;

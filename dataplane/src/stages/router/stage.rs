@@ -153,6 +153,25 @@ impl Default for RouterConfig {
 }
 
 const HOLD_TAG: u64 = 0x524f_5554_0000_0000;
+/// `meta[1]` of a packet handed to the worker that resolves its next hop: this tag, the
+/// egress port in bits 16..32 and the address family in bit 0; the next hop's address is in
+/// `meta[2..4]`.
+const NH_TAG: u64 = 0x4e48_4f50_0000_0000;
+
+/// The worker that resolves next hop `ip` among `workers`: one worker per neighbour sends its
+/// ARP requests or solicitations and holds the packets waiting for it, whatever worker routed
+/// them (the others hand such packets over to it).
+pub fn neighbour_worker(ip: IpAddr, workers: usize) -> usize {
+    let x = match ip {
+        IpAddr::V4(a) => u64::from(a.to_bits()),
+        IpAddr::V6(a) => {
+            let b = a.to_bits();
+            (b ^ (b >> 64)) as u64
+        }
+    };
+    let h = x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    ((h * workers as u64) >> 32) as usize
+}
 const NS: u64 = 1_000_000_000;
 
 /// Per-worker ICMP error budget.
@@ -191,6 +210,8 @@ struct Counters {
     arp_replies: u64,
     arp_requests: u64,
     neighbours_learned: u64,
+    /// Packets handed to the worker resolving their next hop.
+    neighbour_handoffs: u64,
     held: u64,
     fragments: u64,
 }
@@ -215,6 +236,9 @@ struct Work {
     idx6: [u16; BURST_MAX],
     dst6: [u128; BURST_MAX],
     res6: [u32; BURST_MAX],
+    /// This instance's worker and the number of run-to-completion workers.
+    worker: usize,
+    workers: usize,
 }
 
 /// The router stage (one per worker).
@@ -269,7 +293,42 @@ impl Router {
                 idx6: [0; BURST_MAX],
                 dst6: [0; BURST_MAX],
                 res6: [0; BURST_MAX],
+                worker: 0,
+                workers: 1,
             }),
+        }
+    }
+
+    /// Makes this the instance of worker `worker` of `workers` run-to-completion workers:
+    /// packets for a next hop another worker resolves ([`neighbour_worker`]) are handed to it.
+    pub fn set_workers(&mut self, worker: usize, workers: usize) {
+        self.w.worker = worker;
+        self.w.workers = workers.max(1);
+    }
+}
+
+/// The router's steering rule: every worker sees ARP and neighbour discovery (copies for all
+/// but one), so each learns every neighbour another worker resolved.
+#[derive(Debug)]
+pub struct RouterSteer;
+
+impl crate::engine::Steer for RouterSteer {
+    fn steer(&self, _frame: &[u8], _port: u16, _workers: usize) -> Option<usize> {
+        None
+    }
+
+    fn places(&self) -> bool {
+        false
+    }
+
+    fn broadcast(&self, frame: &[u8], _port: u16) -> bool {
+        use crate::wire::parse::{parse, L3};
+        match parse(frame) {
+            Ok(p) if p.l3 == L3::Arp => true,
+            Ok(p) if p.l3 == L3::Ipv6 && p.l4_proto == 58 => frame
+                .get(usize::from(p.l4_offset))
+                .is_some_and(|t| matches!(t, 135 | 136)),
+            _ => false,
         }
     }
 }
@@ -711,6 +770,22 @@ impl Work {
 
     #[cold]
     fn unresolved(&mut self, ctx: &mut Ctx, m: &mut Mbuf, port: u16, nip: IpAddr) -> Next {
+        if self.workers > 1 && ctx.can_handoff() && !m.handed_over() {
+            let owner = neighbour_worker(nip, self.workers);
+            if owner != ctx.worker {
+                // That worker asks and holds; the answer, broadcast, teaches this one too.
+                let meta = m.meta_mut();
+                let (bits, v6) = match nip {
+                    IpAddr::V4(a) => (u128::from(a.to_bits()), 0),
+                    IpAddr::V6(a) => (a.to_bits(), 1),
+                };
+                meta[1] = NH_TAG | u64::from(port) << 16 | v6;
+                meta[2] = bits as u64;
+                meta[3] = (bits >> 64) as u64;
+                self.c.neighbour_handoffs += 1;
+                return Next::handoff(owner as u16);
+            }
+        }
         let Some(i) = self.neigh.get_or_add(nip, port) else {
             return Next::stage_drop(drop::NEIGHBOUR_UNRESOLVED);
         };
@@ -724,6 +799,25 @@ impl Work {
         self.neigh.reserved += 1;
         m.meta_mut()[0] = HOLD_TAG | u64::from(i);
         Next::HOLD
+    }
+
+    /// A packet another worker routed and handed over for its next hop (see `unresolved`):
+    /// already forwarded (TTL, checksum, source MAC), it only needs the neighbour.
+    #[cold]
+    fn arrived(&mut self, ctx: &mut Ctx, m: &mut Mbuf) -> Next {
+        let meta = m.meta();
+        if meta[1] & 0xffff_ffff_0000_0000 != NH_TAG {
+            return Next::stage_drop(drop::NEIGHBOUR_UNRESOLVED);
+        }
+        let port = (meta[1] >> 16) as u16;
+        let bits = u128::from(meta[2]) | u128::from(meta[3]) << 64;
+        let nip = if meta[1] & 1 == 0 {
+            IpAddr::V4(Ipv4Addr::from_bits(bits as u32))
+        } else {
+            IpAddr::V6(Ipv6Addr::from_bits(bits))
+        };
+        m.meta_mut()[1] = 0;
+        self.send_to_neighbour(ctx, m, port, nip)
     }
 
     /// Starts resolving `nip` (an ARP request now, retries from `poll`) unless already under
@@ -857,7 +951,9 @@ impl Work {
         let (who, create) = if typ == 135 {
             (Ipv6Addr::from(src), for_us)
         } else {
-            (target, false)
+            // An advertisement creates no entry (RFC 4861 7.2.5), except a solicited one
+            // another worker's solicitation brought (seen here as a broadcast copy).
+            (target, m.is_copy() && icmp[4] & 0x40 != 0)
         };
         if let Some(mac) = lla.filter(|a| a[0] & 1 == 0) {
             if !who.is_unspecified() {
@@ -871,7 +967,7 @@ impl Work {
                 }
             }
         }
-        if typ != 135 || !for_us || Ipv6Addr::from(src).is_unspecified() {
+        if typ != 135 || !for_us || Ipv6Addr::from(src).is_unspecified() || m.is_copy() {
             return Next::stage_drop(drop::ARP);
         }
         let Some(&mac) = self.port_macs.get(in_port as usize) else {
@@ -998,7 +1094,7 @@ impl Work {
                 self.release_to(ctx, i, sha, before, nbefore);
             }
         }
-        if op == 1 && for_us {
+        if op == 1 && for_us && !m.is_copy() {
             let Some(&mac) = self.port_macs.get(in_port as usize) else {
                 return Next::stage_drop(drop::ARP);
             };
@@ -1250,6 +1346,14 @@ impl Stage for Router {
             if let Some(p) = pkts.get(i + 4) {
                 p.prefetch_data();
             }
+            if pkts[i].handed_over() {
+                // Routed by another worker, for a next hop this one resolves: packets before
+                // it go first, as for ARP.
+                w.route_pending(ctx, fib, pkts, nexts, c4, c6);
+                (c4, c6) = (0, 0);
+                nexts[i] = w.arrived(ctx, &mut pkts[i]);
+                continue;
+            }
             match w.classify(i, &mut pkts[i], &mut nexts[i]) {
                 Class::Done => {}
                 Class::V4 => {
@@ -1382,6 +1486,7 @@ impl Stage for Router {
             ("arp_nd_replies", c.arp_replies),
             ("arp_nd_requests", c.arp_requests),
             ("neighbours_learned", c.neighbours_learned),
+            ("neighbour_handoffs", c.neighbour_handoffs),
             ("packets_held", c.held),
             ("fragments_sent", c.fragments),
             ("neighbours", self.w.neigh.len() as u64),
