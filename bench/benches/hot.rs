@@ -179,7 +179,7 @@ fn fib(c: &mut Criterion) {
     let lens = [24u8, 24, 24, 24, 24, 22, 23, 20, 21, 19, 16, 18, 17];
     let routes: Vec<(u32, u8, u16)> = (0..500_000)
         .map(|_| {
-            let len = if rng.next() % 200 == 0 {
+            let len = if rng.next().is_multiple_of(200) {
                 25 + (rng.next() % 8) as u8
             } else {
                 lens[(rng.next() % lens.len() as u64) as usize]
@@ -248,7 +248,7 @@ fn classifier(c: &mut Criterion) {
                     std::net::Ipv4Addr::from(a).to_string()
                 };
                 let dlo = (rng.next() % 1024) as u16;
-                let dp = if rng.next() % 2 == 0 {
+                let dp = if rng.next().is_multiple_of(2) {
                     format!("{dlo} : {dlo}")
                 } else {
                     "0 : 65535".into()

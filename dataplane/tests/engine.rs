@@ -75,13 +75,13 @@ impl Stage for Sieve {
     fn process(&mut self, _: &mut Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
         for (m, n) in pkts.iter().zip(nexts.iter_mut()) {
             let i = id(m);
-            *n = if i % 3 == 0 {
+            *n = if i.is_multiple_of(3) {
                 Next::drop(DropReason::Malformed)
-            } else if i % 13 == 0 {
+            } else if i.is_multiple_of(13) {
                 Next::stage_drop(1)
-            } else if i % 5 == 0 {
+            } else if i.is_multiple_of(5) {
                 Next::CONTROL
-            } else if i % 7 == 0 {
+            } else if i.is_multiple_of(7) {
                 Next::port(1)
             } else {
                 Next::CONTINUE
@@ -98,7 +98,7 @@ impl Stage for ToOne {
     }
     fn process(&mut self, _: &mut Ctx, pkts: &mut [Mbuf], _: &mut [Next]) {
         for m in pkts.iter_mut() {
-            if id(m) % 11 != 0 {
+            if !id(m).is_multiple_of(11) {
                 m.set_egress(1);
             }
         }
@@ -190,7 +190,7 @@ fn check_accounting(r: &Report, ids: &[u32], n: u32, what: &str) {
         count(&|i| i % 3 == 0),
         "{what}"
     );
-    let unlucky = |i: u32| i % 3 != 0 && i % 13 == 0;
+    let unlucky = |i: u32| !i.is_multiple_of(3) && i.is_multiple_of(13);
     let punted = count(&|i| i % 3 != 0 && !unlucky(i) && i % 5 == 0);
     assert_eq!(d.0[DropReason::NoControlPlane as usize], punted, "{what}");
     let no_egress =
@@ -327,7 +327,7 @@ impl Stage for Holder {
         for (m, n) in pkts.iter_mut().zip(nexts.iter_mut()) {
             m.set_egress(1);
             let i = id(m);
-            if i % 10 == 0 {
+            if i.is_multiple_of(10) {
                 let mut c = ctx.alloc().expect("pool has room");
                 c.copy_from(m.data());
                 c.set_seq(m.seq());
@@ -335,7 +335,7 @@ impl Stage for Holder {
                 c.set_egress(1);
                 ctx.emit(c);
             }
-            if i % 4 == 0 {
+            if i.is_multiple_of(4) {
                 *n = Next::HOLD;
             }
         }
@@ -577,7 +577,7 @@ impl Stage for Parker {
             ctx.resume(m);
         }
         for (m, n) in pkts.iter().zip(nexts.iter_mut()) {
-            if id(m) % 5 == 0 {
+            if id(m).is_multiple_of(5) {
                 *n = Next::HOLD;
             }
         }

@@ -238,7 +238,7 @@ impl Ip {
 
     /// A TCP segment between these addresses, checksum filled.
     pub fn tcp(&self, seg: &TcpSegment<'_>) -> Vec<u8> {
-        assert!(seg.options.len() % 4 == 0 && seg.options.len() <= 40);
+        assert!(seg.options.len().is_multiple_of(4) && seg.options.len() <= 40);
         let hlen = 20 + seg.options.len();
         let mut d = Vec::with_capacity(hlen + seg.payload.len());
         d.extend_from_slice(&seg.sport.to_be_bytes());
@@ -368,7 +368,7 @@ impl Ipv4Header {
 
     /// The packet: header (checksum filled) followed by `payload`.
     pub fn packet(&self, payload: &[u8]) -> Vec<u8> {
-        assert!(self.options.len() % 4 == 0 && self.options.len() <= 40);
+        assert!(self.options.len().is_multiple_of(4) && self.options.len() <= 40);
         let hlen = 20 + self.options.len();
         let total = hlen + payload.len();
         assert!(total <= 0xffff, "IPv4 packet of {total} bytes");

@@ -93,7 +93,7 @@ impl RingMem {
         capacity: u32,
     ) -> Result<NonNull<RingMem>, RingError> {
         Self::check_capacity(capacity)?;
-        if len < Self::bytes_needed(capacity) || mem.as_ptr() as usize % 128 != 0 {
+        if len < Self::bytes_needed(capacity) || !(mem.as_ptr() as usize).is_multiple_of(128) {
             return Err(RingError::BadMemory {
                 addr: mem.as_ptr() as usize,
                 len,
@@ -118,7 +118,7 @@ impl RingMem {
     /// # Safety
     /// As for [`RingMem::init_in`]; additionally the memory must have been initialised.
     pub unsafe fn attach(mem: NonNull<u8>, len: usize) -> Result<NonNull<RingMem>, RingError> {
-        if len < std::mem::size_of::<RingMem>() || mem.as_ptr() as usize % 128 != 0 {
+        if len < std::mem::size_of::<RingMem>() || !(mem.as_ptr() as usize).is_multiple_of(128) {
             return Err(RingError::BadMemory {
                 addr: mem.as_ptr() as usize,
                 len,

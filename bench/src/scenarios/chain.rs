@@ -539,7 +539,7 @@ fn pipeline_trial(p: &Pipe, rate_pps: Option<f64>) -> Res<(Trial, PipeCounts)> {
                     let now = clock.now();
                     if n == 0 {
                         idle += 1;
-                        if idle % 64 == 0 {
+                        if idle.is_multiple_of(64) {
                             runner.poll(now, 0, &mut stages_a, &mut leaving, &mut cache, nports);
                         }
                     } else {
@@ -614,7 +614,7 @@ fn pipeline_trial(p: &Pipe, rate_pps: Option<f64>) -> Res<(Trial, PipeCounts)> {
                         break;
                     }
                     idle += 1;
-                    if idle % 64 == 0 {
+                    if idle.is_multiple_of(64) {
                         runner.poll(now, 1, &mut stages_b, &mut leaving, &mut cache, nports);
                         out(&mut leaving, &mut cache, &mut c)?;
                     }

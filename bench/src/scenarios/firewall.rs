@@ -987,7 +987,7 @@ fn warm(
         }
         cache.free_burst(&mut b);
         bursts += 1;
-        if bursts % 16 == 0 {
+        if bursts.is_multiple_of(16) {
             made = stages
                 .first()
                 .map_or(0, |s| counter(s.as_ref(), "ct_entries")) as usize;

@@ -358,10 +358,10 @@ fn sender(a: &Args, socket: &str) -> Res<SideReport> {
             r.ring_full += 1;
         }
         i = i.wrapping_add(1);
-        if i % 64 == 0 {
+        if i.is_multiple_of(64) {
             // The transmit path never looks at the control socket; do it now and then (a peer
             // that went away is noticed here).
-            if i % 4096 == 0 {
+            if i.is_multiple_of(4096) {
                 port.service();
                 if !port.is_up() {
                     cache.free_burst(&mut b);

@@ -864,7 +864,7 @@ impl Direct {
                 idle = 0;
             } else {
                 idle += 1;
-                if idle % 64 == 0 {
+                if idle.is_multiple_of(64) {
                     let now = self.clock.current();
                     self.runner
                         .poll(now, 0, stages, &mut leaving, &mut self.cache, nports);
@@ -1134,7 +1134,7 @@ impl HandoffWorker {
                 idle = 0;
             } else {
                 idle += 1;
-                if idle % 64 == 0 {
+                if idle.is_multiple_of(64) {
                     self.timers(stages, &mut leaving, stop, false);
                     std::thread::yield_now();
                 }
@@ -1171,7 +1171,7 @@ fn push_all<const M: bool>(
             break;
         }
         std::hint::spin_loop();
-        if tries % 64 == 0 {
+        if tries.is_multiple_of(64) {
             std::thread::yield_now();
         }
     }

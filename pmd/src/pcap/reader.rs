@@ -344,7 +344,7 @@ impl<R: Read> PcapReader<R> {
         prefilled: usize,
     ) -> Result<usize, PcapError> {
         let min = ng::min_block_len(ty);
-        if len % 4 != 0 || len < min || len > MAX_BLOCK_LEN {
+        if !len.is_multiple_of(4) || len < min || len > MAX_BLOCK_LEN {
             let why = format!(
                 "block type {ty:#x} has bad total length {len} \
                  (need a multiple of 4 from {min} to {MAX_BLOCK_LEN})"

@@ -210,7 +210,7 @@ impl MemifPort {
                 cfg.log2_ring_size
             )));
         }
-        if !(64..=65535).contains(&cfg.buffer_size) || cfg.buffer_size % 64 != 0 {
+        if !(64..=65535).contains(&cfg.buffer_size) || !cfg.buffer_size.is_multiple_of(64) {
             return Err(err(format!(
                 "buffer size {} is not a multiple of 64 between 64 and 65472",
                 cfg.buffer_size
@@ -495,7 +495,7 @@ impl MemifPort {
                 let Some(reg) = p.regions.get(region) else {
                     return Err(format!("ring in unknown region {region}"));
                 };
-                if off % 64 != 0
+                if !off.is_multiple_of(64)
                     || off
                         .checked_add(ring_bytes(log2))
                         .is_none_or(|e| e > reg.len())
@@ -924,7 +924,7 @@ impl Port for MemifPort {
         } else {
             CTL_EVERY_DOWN
         };
-        if self.polls % every == 0 {
+        if self.polls.is_multiple_of(every) {
             self.control();
         }
         let Some(link) = self.link.as_mut() else {

@@ -149,7 +149,7 @@ impl Shm {
                 })
             }
         }
-        if offset % align != 0 {
+        if !offset.is_multiple_of(align) {
             return Err(ShmError::Misaligned { offset, align });
         }
         // SAFETY: `offset + len <= self.len`, so the pointer stays inside the mapping.
