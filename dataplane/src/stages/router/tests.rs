@@ -993,6 +993,15 @@ mod oracle {
             let want = o.get_lpm(&(a, 128)).map_or(0, |(_, &v)| v);
             assert_eq!(got, want, "{}", std::net::Ipv6Addr::from(a));
             assert_eq!(t.lookup(a), want);
+            assert_eq!(t.lookup_portable(a), want);
+        }
+        // Every burst path (scalar, scalar with POPCNT, AVX-512), whichever the CPU picks.
+        for path in Lpm6::PATHS {
+            let mut by = vec![u32::MAX; probes.len()];
+            for (a, b) in probes.chunks(64).zip(by.chunks_mut(64)) {
+                t.lookup_burst_by(path, a, b);
+            }
+            assert!(by == out, "{path:?}");
         }
     }
 
