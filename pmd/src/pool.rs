@@ -368,7 +368,10 @@ impl Pool {
         if buf_len > u16::MAX as usize {
             return Err(err("headroom + data room above 65535".into()));
         }
-        if slots.iter().any(|p| !(p.as_ptr() as usize).is_multiple_of(64)) {
+        if slots
+            .iter()
+            .any(|p| !(p.as_ptr() as usize).is_multiple_of(64))
+        {
             return Err(err("a buffer header is not 64-byte aligned".into()));
         }
         let ring_region =
