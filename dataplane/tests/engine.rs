@@ -775,3 +775,74 @@ fn handed_over_packets_run_the_stage_again_on_their_worker_in_input_order() {
         assert_eq!(r.drops().total(), 0, "{what}:\n{}", r.render());
     }
 }
+
+#[derive(Debug)]
+struct PlaceOdd;
+impl dataplane::engine::Steer for PlaceOdd {
+    fn steer(&self, frame: &[u8], _port: u16, workers: usize) -> Option<usize> {
+        (frame[63] % 2 == 1).then_some(workers - 1)
+    }
+}
+
+#[derive(Debug)]
+struct CopyTens;
+impl dataplane::engine::Steer for CopyTens {
+    fn steer(&self, _frame: &[u8], _port: u16, _workers: usize) -> Option<usize> {
+        Some(0)
+    }
+    fn broadcast(&self, frame: &[u8], _port: u16) -> bool {
+        frame[63].is_multiple_of(10)
+    }
+    fn places(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn steering_rules_of_several_stages_combine_and_broadcast_copies_are_consumed() {
+    use dataplane::engine::{Steer, Steers};
+    let s = Steers(vec![Arc::new(PlaceOdd), Arc::new(CopyTens)]);
+    let mut f = vec![0u8; 64];
+    f[63] = 3;
+    assert_eq!(
+        s.steer(&f, 0, 2),
+        Some(1),
+        "the first rule that places wins"
+    );
+    f[63] = 4;
+    assert_eq!(s.steer(&f, 0, 2), Some(0), "then the next");
+    assert!(s.places() && !CopyTens.places());
+    f[63] = 20;
+    assert!(s.broadcast(&f, 0));
+    assert!(!s.broadcast(&[1u8; 64], 1));
+    // Through the engine: frames whose last byte ends in 0 reach both workers; copies are consumed, never
+    // sent or counted as drops, and the report balances.
+    let dir = tmp("broadcast");
+    let (inp, out) = (dir.join("in.pcap"), dir.join("out.pcap"));
+    write_input(&inp, 1000);
+    let ports: Vec<Box<dyn Port>> = vec![
+        Box::new(PcapPort::open("in", 0, Some(&inp), None).unwrap()),
+        Box::new(PcapPort::open("out", 1, None, Some(&out)).unwrap()),
+    ];
+    let chain = |_| -> Vec<Box<dyn Stage>> { vec![Box::new(After)] };
+    let mut o = opts(Layout::RunToCompletion, 2);
+    o.steer = Some(Arc::new(Steers(vec![Arc::new(CopyTens)])));
+    let r = Engine::new(ports, pool(), Box::new(chain), o)
+        .unwrap()
+        .run(&AtomicBool::new(false))
+        .unwrap();
+    assert!(r.balanced(), "{}", r.render());
+    // Frame i carries i in its last 4 bytes: byte 63 is i mod 256.
+    let want = (0..1000u32).filter(|i| (i % 256) % 10 == 0).count() as u64;
+    assert_eq!(r.copies, want, "{}", r.render());
+    assert_eq!(
+        r.workers.iter().map(|w| w.copies_consumed).sum::<u64>(),
+        want
+    );
+    assert_eq!(
+        read_ids(&out),
+        (0..1000).collect::<Vec<_>>(),
+        "each frame once, in order"
+    );
+    assert_eq!(r.drops().total() + r.stage_drop_total(), 0);
+}
