@@ -398,6 +398,9 @@ pub struct Nat44 {
     /// The session the packet being processed was found at by [`Table::probe`] (`id + 1`; 0:
     /// none), checked against the packet's key before use.
     found: u32,
+    /// The IPv4 header offset of the packet being processed when `warm_key` checked it (0:
+    /// parse it).
+    l3_hint: u16,
     /// The draws [`Self::warm_ports`] made for the chunk being processed (bit `i` of its
     /// result says whether `ahead[i]` holds some).
     ahead: [[u32; DRAWS]; WARM],
@@ -438,6 +441,7 @@ impl Nat44 {
             rng: seed,
             pre: None,
             found: 0,
+            l3_hint: 0,
             ahead: [[0; DRAWS]; WARM],
             port_macs,
             icmp_tokens: conf.icmp_rate,
@@ -917,38 +921,47 @@ impl Nat44 {
     /// The session-table key a packet will be looked up by (see [`Table::warm`]): a quick read
     /// of an untagged or single-tagged IPv4 TCP, UDP or ICMP packet that is not a non-first
     /// fragment; anything else, or anything odd, gives [`WARM_NONE`] (the real path decides).
+    ///
+    /// Also returns the IPv4 header's offset when the header passed every check the full parse
+    /// makes (version, header length, total length within the frame), so the packet's own
+    /// processing need not parse it again; 0 otherwise.
     #[inline(always)]
-    fn warm_key(&self, m: &Mbuf) -> u64 {
+    fn warm_key(&self, m: &Mbuf) -> (u64, u16) {
+        const NONE: (u64, u16) = (WARM_NONE, 0);
         let role = self.conf.roles.get(m.port() as usize).copied().unwrap_or(0);
         let d = m.data();
         let l3 = match d.get(12..14) {
             Some([8, 0]) => 14,
             Some([0x81, 0]) if d.get(16..18) == Some(&[8, 0]) => 18,
-            _ => return WARM_NONE,
+            _ => return NONE,
         };
         let Some(ip) = d.get(l3..l3 + 20) else {
-            return WARM_NONE;
+            return NONE;
         };
         let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let tot = usize::from(be16(ip, 2));
         let proto = ip[9];
         if role == 0 || ip[0] >> 4 != 4 || be16(ip, 6) & 0x1fff != 0 {
-            return WARM_NONE;
+            return NONE;
         }
+        // What `parse` checks of an IPv4 header (`Ipv4Packet::new_checked`).
+        let checked = ihl >= 20 && tot >= ihl && l3 + tot <= d.len();
         let Some(l4) = d.get(l3 + ihl..l3 + ihl + 8) else {
-            return WARM_NONE;
+            return NONE;
         };
         let out = role == 1;
         let port = match proto {
             TCP | UDP if out => be16(l4, 0),
             TCP | UDP => be16(l4, 2),
             ICMP if icmp_query(l4[0]).is_some() => be16(l4, 4),
-            _ => return WARM_NONE,
+            _ => return NONE,
         };
-        if out {
+        let k = if out {
             key(proto, be32(ip, 12), port)
         } else {
             key(proto, be32(ip, 16), port) | WARM_EXT
-        }
+        };
+        (k, if checked { l3 as u16 } else { 0 })
     }
 
     /// One packet. Returns its next step.
@@ -957,14 +970,15 @@ impl Nat44 {
         if role == 0 {
             return Next::CONTINUE;
         }
-        let p = match parse(m.data()) {
-            Ok(p) => p,
-            Err(_) => return Next::stage_drop(D_MALFORMED),
+        let l3 = match std::mem::take(&mut self.l3_hint) {
+            0 => match parse(m.data()) {
+                Ok(p) if p.l3 == L3::Ipv4 => usize::from(p.l3_offset),
+                Ok(_) => return Next::CONTINUE,
+                Err(_) => return Next::stage_drop(D_MALFORMED),
+            },
+            // `warm_key` checked the header as `parse` would.
+            h => usize::from(h),
         };
-        if p.l3 != L3::Ipv4 {
-            return Next::CONTINUE;
-        }
-        let l3 = usize::from(p.l3_offset);
         let r = if role == 1 && m.handed_over() {
             self.hairpin_arrived(m, l3)
         } else if role == 1 {
@@ -1471,13 +1485,19 @@ impl Stage for Nat44 {
             return;
         }
         let mut keys = [WARM_NONE; WARM];
+        let mut l3s = [0u16; WARM];
         for (pc, nc) in pkts.chunks_mut(WARM).zip(nexts.chunks_mut(WARM)) {
             let mut drawn = 0u64;
             // Load every packet's index slot and entry first, so the misses overlap.
             let keys = &mut keys[..pc.len()];
             let mut inside = 0u64;
-            for (i, (k, m)) in keys.iter_mut().zip(pc.iter()).enumerate() {
-                *k = self.warm_key(m);
+            for (i, ((k, h), m)) in keys
+                .iter_mut()
+                .zip(l3s.iter_mut())
+                .zip(pc.iter())
+                .enumerate()
+            {
+                (*k, *h) = self.warm_key(m);
                 inside |= u64::from(*k & WARM_EXT == 0) << i;
             }
             let mut fresh = self.t.warm(keys);
@@ -1502,20 +1522,24 @@ impl Stage for Nat44 {
                 }
             }
             if drawn == 0 {
-                for ((m, n), &f) in pc.iter_mut().zip(nc.iter_mut()).zip(&found) {
+                for (((m, n), &f), &h) in pc.iter_mut().zip(nc.iter_mut()).zip(&found).zip(&l3s) {
                     self.found = f;
+                    self.l3_hint = h;
                     *n = self.packet(ctx, m);
                 }
                 self.found = 0;
+                self.l3_hint = 0;
                 continue;
             }
             for (i, (m, n)) in pc.iter_mut().zip(nc.iter_mut()).enumerate() {
                 self.pre = (drawn >> i & 1 != 0).then(|| self.ahead[i]);
                 self.found = found[i];
+                self.l3_hint = l3s[i];
                 *n = self.packet(ctx, m);
             }
             self.pre = None;
             self.found = 0;
+            self.l3_hint = 0;
         }
     }
 
