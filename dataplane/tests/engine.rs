@@ -147,6 +147,16 @@ fn replay_through(
     tag: &str,
     chain: Box<dataplane::engine::ChainFactory<'static>>,
 ) -> (Report, PathBuf) {
+    replay_with(n, opts(layout, workers), tag, chain)
+}
+
+/// [`replay_through`] with the engine options given whole (a steering rule, say).
+fn replay_with(
+    n: u32,
+    opts: EngineOptions,
+    tag: &str,
+    chain: Box<dataplane::engine::ChainFactory<'static>>,
+) -> (Report, PathBuf) {
     let dir = tmp(tag);
     let (inp, out) = (dir.join("in.pcap"), dir.join("out.pcap"));
     write_input(&inp, n);
@@ -154,7 +164,7 @@ fn replay_through(
         Box::new(PcapPort::open("in", 0, Some(&inp), None).unwrap()),
         Box::new(PcapPort::open("out", 1, None, Some(&out)).unwrap()),
     ];
-    let engine = Engine::new(ports, pool(), chain, opts(layout, workers)).unwrap();
+    let engine = Engine::new(ports, pool(), chain, opts).unwrap();
     (engine.run(&AtomicBool::new(false)).unwrap(), out)
 }
 
@@ -424,22 +434,12 @@ impl Stage for CountOdd {
 
 #[test]
 fn steering_overrides_the_flow_hash() {
-    let dir = tmp("steer");
-    let (inp, out) = (dir.join("in.pcap"), dir.join("out.pcap"));
-    write_input(&inp, 1000);
-    let ports: Vec<Box<dyn Port>> = vec![
-        Box::new(PcapPort::open("in", 0, Some(&inp), None).unwrap()),
-        Box::new(PcapPort::open("out", 1, None, Some(&out)).unwrap()),
-    ];
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
     let chain = move |_| -> Vec<Box<dyn Stage>> { vec![Box::new(CountOdd(s2.clone()))] };
     let mut o = opts(Layout::RunToCompletion, 2);
     o.steer = Some(Arc::new(OddToLast));
-    let r = Engine::new(ports, pool(), Box::new(chain), o)
-        .unwrap()
-        .run(&AtomicBool::new(false))
-        .unwrap();
+    let (r, _) = replay_with(1000, o, "steer", Box::new(chain));
     assert!(r.balanced());
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1000);
@@ -721,22 +721,8 @@ fn handed_over_packets_run_the_stage_again_on_their_worker_in_input_order() {
                 Box::new(After),
             ]
         };
-        let dir = tmp(&format!("handoff{workers}"));
-        let (inp, out) = (dir.join("in.pcap"), dir.join("out.pcap"));
-        write_input(&inp, n);
-        let ports: Vec<Box<dyn Port>> = vec![
-            Box::new(PcapPort::open("in", 0, Some(&inp), None).unwrap()),
-            Box::new(PcapPort::open("out", 1, None, Some(&out)).unwrap()),
-        ];
-        let r = Engine::new(
-            ports,
-            pool(),
-            Box::new(chain),
-            opts(Layout::RunToCompletion, workers),
-        )
-        .unwrap()
-        .run(&AtomicBool::new(false))
-        .unwrap();
+        let tag = format!("handoff{workers}");
+        let (r, out) = replay_through(n, Layout::RunToCompletion, workers, &tag, Box::new(chain));
         let what = format!("{workers} worker(s)");
         assert!(r.balanced(), "{what}:\n{}", r.render());
         let mut rd = PcapReader::open(&out).unwrap();
@@ -817,20 +803,10 @@ fn steering_rules_of_several_stages_combine_and_broadcast_copies_are_consumed() 
     assert!(!s.broadcast(&[1u8; 64], 1));
     // Through the engine: frames whose last byte ends in 0 reach both workers; copies are consumed, never
     // sent or counted as drops, and the report balances.
-    let dir = tmp("broadcast");
-    let (inp, out) = (dir.join("in.pcap"), dir.join("out.pcap"));
-    write_input(&inp, 1000);
-    let ports: Vec<Box<dyn Port>> = vec![
-        Box::new(PcapPort::open("in", 0, Some(&inp), None).unwrap()),
-        Box::new(PcapPort::open("out", 1, None, Some(&out)).unwrap()),
-    ];
     let chain = |_| -> Vec<Box<dyn Stage>> { vec![Box::new(After)] };
     let mut o = opts(Layout::RunToCompletion, 2);
     o.steer = Some(Arc::new(Steers(vec![Arc::new(CopyTens)])));
-    let r = Engine::new(ports, pool(), Box::new(chain), o)
-        .unwrap()
-        .run(&AtomicBool::new(false))
-        .unwrap();
+    let (r, out) = replay_with(1000, o, "broadcast", Box::new(chain));
     assert!(r.balanced(), "{}", r.render());
     // Frame i carries i in its last 4 bytes: byte 63 is i mod 256.
     let want = (0..1000u32).filter(|i| (i % 256) % 10 == 0).count() as u64;

@@ -1660,28 +1660,20 @@ fn rfc4787_req09_rfc5382_req08_rfc5508_req07_hairpin_across_workers() {
     for p in &to_in {
         assert!(p.checksums_ok(), "bad checksum: {p:?}");
     }
-    let u = to_in
-        .iter()
-        .find(|p| p.proto() == UDP)
-        .expect("UDP hairpin");
+    let of = |proto: u8| to_in.iter().find(|p| p.proto() == proto);
+    let u = of(UDP).expect("UDP hairpin");
     assert_eq!(
         (u.src(), u.sport(), u.dst(), u.dport()),
         (a(EXT), eb, a(&ha), 5000),
         "MUST (RFC 4787 REQ-9): hairpinned across workers with HB's external address and port"
     );
-    let t = to_in
-        .iter()
-        .find(|p| p.proto() == TCP)
-        .expect("TCP hairpin");
+    let t = of(TCP).expect("TCP hairpin");
     assert_eq!(
         (t.src(), t.sport(), t.dst(), t.dport()),
         (a(EXT), eb, a(&ha), 40000),
         "MUST (RFC 5382 REQ-8): TCP hairpinned across workers"
     );
-    let e = to_in
-        .iter()
-        .find(|p| p.proto() == ICMP)
-        .expect("ICMP error");
+    let e = of(ICMP).expect("ICMP error");
     assert_eq!(e.dst(), a(&hb), "MUST (RFC 5508 REQ-7): error reaches HB");
     let q = e.quoted();
     assert_eq!(
@@ -1739,14 +1731,15 @@ fn inbound_fragments_reach_the_mapping_owner_in_any_order_across_workers() {
             .filter(|p| u16::from_be_bytes([p.ip()[4], p.ip()[5]]) == id)
             .collect();
         assert_eq!(parts.len(), 2, "datagram {id:#x}");
-        let first = parts
-            .iter()
-            .find(|p| u16::from_be_bytes([p.ip()[6], p.ip()[7]]) & 0x1fff == 0)
-            .expect("first fragment");
-        let rest = parts
-            .iter()
-            .find(|p| u16::from_be_bytes([p.ip()[6], p.ip()[7]]) & 0x1fff != 0)
-            .expect("second fragment");
+        let at = |first: bool| {
+            parts
+                .iter()
+                .find(|p| (u16::from_be_bytes([p.ip()[6], p.ip()[7]]) & 0x1fff == 0) == first)
+        };
+        let (first, rest) = (
+            at(true).expect("first fragment"),
+            at(false).expect("second fragment"),
+        );
         for p in &parts {
             assert!(p.checksums_ok(), "IPv4 header checksum: {p:?}");
             assert_eq!(p.dst(), a(&ha), "datagram {id:#x} translated");

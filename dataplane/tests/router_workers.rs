@@ -57,6 +57,30 @@ fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, id: u32) -> Vec<u8> {
     f
 }
 
+/// Receives frames popped from `src` (up to `max`, as buffers allow) as port `port`'s; returns
+/// how many.
+fn rx_frames(
+    src: &mut Vec<Vec<u8>>,
+    port: u16,
+    pool: &mut PoolCache,
+    burst: &mut Burst,
+    max: usize,
+) -> usize {
+    let mut n = 0;
+    while n < max {
+        let Some(f) = src.pop() else { break };
+        let Some(mut m) = pool.alloc() else {
+            src.push(f);
+            break;
+        };
+        assert!(m.copy_from(&f));
+        m.set_port(port);
+        burst.push(m).map_err(|_| ()).expect("room");
+        n += 1;
+    }
+    n
+}
+
 /// What the LAN port saw leave.
 #[derive(Default)]
 struct Seen {
@@ -82,16 +106,8 @@ impl Port for Lan {
         burst: &mut Burst,
         max: usize,
     ) -> Result<usize, PortError> {
-        let mut n = 0;
-        while n < max {
-            let Some(f) = self.replies.pop() else { break };
-            let Some(mut m) = pool.alloc() else { break };
-            assert!(m.copy_from(&f));
-            m.set_port(0);
-            burst.push(m).map_err(|_| ()).expect("room");
-            n += 1;
-            self.answered.fetch_add(1, Ordering::Release);
-        }
+        let n = rx_frames(&mut self.replies, 0, pool, burst, max);
+        self.answered.fetch_add(n, Ordering::Release);
         self.stats.rx_packets += n as u64;
         Ok(n)
     }
@@ -158,15 +174,7 @@ impl Port for Wan {
         } else {
             return Ok(0);
         };
-        let mut n = 0;
-        while n < max {
-            let Some(f) = src.pop() else { break };
-            let Some(mut m) = pool.alloc() else { break };
-            assert!(m.copy_from(&f));
-            m.set_port(1);
-            burst.push(m).map_err(|_| ()).expect("room");
-            n += 1;
-        }
+        let n = rx_frames(src, 1, pool, burst, max);
         self.stats.rx_packets += n as u64;
         Ok(n)
     }

@@ -1272,7 +1272,7 @@ pub fn run(a: &Args) -> Res<()> {
             peer_tool: Some("rte_fib6 TRIE -e 4".into()),
             ratio: Some(dpdk6 as f64 / ours6.max(1) as f64),
             note: Some(format!(
-                "ours: 2^16 x 4 B root + {} groups x 1 KiB; DPDK: 2^24 x 4 B tbl24 + {pool6} tbl8 groups x 1 KiB, {}; its layout uses {g6} groups for these prefixes, but it reserves groups per route as routes are added and allocates the pool up front",
+                "ours: 2^16 x 4 B root + {} groups below it, plain (1 KiB) or compressed to one 4-byte entry per run of equal slots (a 8- or 40-byte header each); DPDK: 2^24 x 4 B tbl24 + {pool6} tbl8 groups x 1 KiB, {}; its layout uses {g6} groups for these prefixes, but it reserves groups per route as routes are added and allocates the pool up front",
                 table.fib.v6.groups(),
                 if v6_groups.is_some() {
                     "the pool test-fib accepted the table with (-g, grown 1.25x from the layout's count until no add failed)"

@@ -1365,22 +1365,23 @@ impl IoThread {
         final_sweep: bool,
     ) -> Result<bool, EngineError> {
         // Read the marks and handoff counts before draining (see `Progress`).
-        let low = self
-            .worker_marks
-            .iter()
-            .map(|m| m.mark.load(Ordering::Acquire))
-            .min()
-            .unwrap_or(0);
-        self.caught_up = self
-            .worker_marks
-            .iter()
-            .all(|m| m.mark.load(Ordering::Acquire) >= self.seq || m.done.load(Ordering::Acquire));
+        let mut low = u64::MAX;
+        self.caught_up = true;
         for (w, m) in self.worker_marks.iter().enumerate() {
-            let ran = m.handoffs.load(Ordering::Acquire);
-            while self.handoffs_ran[w] < ran {
-                self.in_flight[w].pop_front();
-                self.handoffs_ran[w] += 1;
+            let mark = m.mark.load(Ordering::Acquire);
+            low = low.min(mark);
+            self.caught_up &= mark >= self.seq || m.done.load(Ordering::Acquire);
+            // Every handoff a worker runs was queued here first: none in flight, none to count.
+            if !self.in_flight[w].is_empty() {
+                let ran = m.handoffs.load(Ordering::Acquire);
+                while self.handoffs_ran[w] < ran {
+                    self.in_flight[w].pop_front();
+                    self.handoffs_ran[w] += 1;
+                }
             }
+        }
+        if self.worker_marks.is_empty() {
+            low = 0;
         }
         let mut got = false;
         let mut b = Burst::new();

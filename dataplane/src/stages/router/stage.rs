@@ -321,13 +321,27 @@ impl crate::engine::Steer for RouterSteer {
         false
     }
 
+    /// Asked of every packet the I/O thread dispatches, so it reads the ethertype (after at
+    /// most two VLAN tags) and no more for anything but ARP and IPv6; neighbour discovery is
+    /// what the router's own classification takes for it (ICMPv6 135 or 136 with hop limit 255
+    /// right after the fixed header).
     fn broadcast(&self, frame: &[u8], _port: u16) -> bool {
-        use crate::wire::parse::{parse, L3};
-        match parse(frame) {
-            Ok(p) if p.l3 == L3::Arp => true,
-            Ok(p) if p.l3 == L3::Ipv6 && p.l4_proto == 58 => frame
-                .get(usize::from(p.l4_offset))
-                .is_some_and(|t| matches!(t, 135 | 136)),
+        let et = |off: usize| {
+            frame
+                .get(off..off + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+        };
+        let mut off = 12;
+        for _ in 0..2 {
+            if matches!(et(off), Some(0x8100 | 0x88a8)) {
+                off += 4;
+            }
+        }
+        match et(off) {
+            Some(0x0806) => true,
+            Some(0x86dd) => frame.get(off + 2..off + 2 + 64).is_some_and(|ip| {
+                ip[0] >> 4 == 6 && ip[6] == 58 && ip[7] == 255 && matches!(ip[40], 135 | 136)
+            }),
             _ => false,
         }
     }
