@@ -253,6 +253,7 @@ fn run_direct(
         offline: false,
         ring_size: 1024,
         steer: None,
+        orders: Vec::new(),
     };
     run_engine(g, stages, opts, secs)
 }
@@ -716,6 +717,7 @@ fn pipeline_trial(a: &PipelineArgs, rate_pps: Option<f64>) -> Res<Trial> {
             offline: false,
             ring_size: a.ring,
             steer: None,
+            orders: Vec::new(),
         };
         let n = a.stages;
         return run_engine(&g, &move || touches(n), opts, a.trial_secs);

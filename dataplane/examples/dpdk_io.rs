@@ -49,6 +49,7 @@ fn main() {
         offline: false,
         ring_size: 1024,
         steer: None,
+        orders: Vec::new(),
     };
     let engine = Engine::new(ports, pool.pool().clone(), Box::new(chain), opts).expect("engine");
     let stop = AtomicBool::new(false);

@@ -436,6 +436,7 @@ pub fn engine_options(cfg: &Config, offline: bool) -> EngineOptions {
                 _ => Some(std::sync::Arc::new(crate::engine::Steers(all)) as _),
             }
         },
+        orders: cfg.orders.clone(),
     }
 }
 
@@ -602,6 +603,15 @@ pub fn describe(cfg: &Config) -> String {
             names.join(" -> ")
         }
     );
+    for (port, seq) in &cfg.orders {
+        let order: Vec<&str> = seq.iter().map(|&i| names[i]).collect();
+        let _ = writeln!(
+            s,
+            "  packets from {}: {}",
+            cfg.ports[usize::from(*port)].name,
+            order.join(" -> ")
+        );
+    }
     if cfg.layout == LayoutMode::Pipeline {
         let mut k = 0;
         for (i, (&n, &c)) in cfg.segments.iter().zip(&cfg.workers).enumerate() {

@@ -49,6 +49,17 @@ struct Raw {
     stage: Vec<Spanned<RawStageKind>>,
     #[serde(default)]
     dpdk: Option<Spanned<RawDpdk>>,
+    #[serde(default)]
+    chain: RawChain,
+}
+
+/// `[chain]`: the stage order of ports that need their own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChain {
+    /// Port name to stage kinds, in the order that port's packets meet them.
+    #[serde(default)]
+    order: std::collections::BTreeMap<String, Spanned<Vec<String>>>,
 }
 
 /// `[dpdk]`: how the DPDK EAL is brought up for `kind = "dpdk"` ports.
@@ -473,6 +484,9 @@ pub struct Config {
     pub replay_outputs: Vec<u16>,
     /// EAL arguments for DPDK ports (`[dpdk] eal`; `None`: the built-in defaults).
     pub dpdk_eal: Option<Vec<String>>,
+    /// `[chain] order`: input ports whose packets meet the stages in another order, as
+    /// `(port, stage indexes)`, each a permutation of the chain.
+    pub orders: Vec<(u16, Vec<usize>)>,
 }
 
 struct Ctx<'a> {
@@ -1041,6 +1055,53 @@ impl Config {
             (LayoutMode::Pipeline, None) => even_segments(stages.len(), workers.len()),
         };
 
+        // Per-port stage orders: stage kinds, the n-th mention of a kind naming the n-th stage
+        // of that kind.
+        let mut orders = Vec::new();
+        let kinds: Vec<&str> = raw
+            .stage
+            .iter()
+            .map(|s| s.get_ref().kind.get_ref().as_str())
+            .collect();
+        for (pname, list) in &raw.chain.order {
+            let key = format!("chain.order.{pname}");
+            if e.layout == LayoutMode::Pipeline {
+                return Err(cx.err(
+                    list.span(),
+                    key,
+                    "a port's own stage order needs layout = \"run-to-completion\" (a pipeline splits the chain's one order over its cores)",
+                ));
+            }
+            let port = port_id(&Spanned::new(list.span(), pname.clone()), key.clone())?;
+            let expected = || {
+                format!(
+                    "expected each stage once, in any order: {}",
+                    kinds.join(", ")
+                )
+            };
+            let mut used = vec![false; kinds.len()];
+            let mut seq = Vec::with_capacity(kinds.len());
+            for k in list.get_ref() {
+                let Some(i) = (0..kinds.len()).find(|&i| kinds[i] == k && !used[i]) else {
+                    let why = if kinds.contains(&k.as_str()) {
+                        format!(
+                            "{k:?} named more often than the chain has it; {}",
+                            expected()
+                        )
+                    } else {
+                        format!("no stage of kind {k:?}; {}", expected())
+                    };
+                    return Err(cx.err(list.span(), key, why));
+                };
+                used[i] = true;
+                seq.push(i);
+            }
+            if seq.len() != kinds.len() {
+                return Err(cx.err(list.span(), key, expected()));
+            }
+            orders.push((port, seq));
+        }
+
         // Replay mapping.
         let (replay_inputs, replay_outputs) = match &raw.replay {
             Some(r) => {
@@ -1082,6 +1143,7 @@ impl Config {
                 .dpdk
                 .as_ref()
                 .and_then(|d| d.get_ref().eal.as_ref().map(|e| e.get_ref().clone())),
+            orders,
         })
     }
 

@@ -135,6 +135,7 @@ fn opts(layout: Layout, workers: usize) -> EngineOptions {
         offline: true,
         ring_size: 1024,
         steer: None,
+        orders: Vec::new(),
     }
 }
 

@@ -44,7 +44,10 @@ pub(crate) struct MbufHdr {
     pub(crate) egress: u16,
     pub(crate) handoff_stage: u16,
     pub(crate) _pad16: [u16; 2],
-    pub(crate) _pad: [u64; 2],
+    /// With [`FLAG_ORIG_DST`]: the IPv4 destination and port a NAT rewrote (address << 16 |
+    /// port).
+    pub(crate) orig_dst: u64,
+    pub(crate) _pad: [u64; 1],
     pub(crate) meta: [u64; 8],
 }
 
@@ -68,6 +71,8 @@ pub const FLAG_HANDED: u16 = 16;
 /// Flag: an engine-made copy of a received packet for another worker to learn from (see
 /// [`Mbuf::is_copy`]).
 pub const FLAG_COPY: u16 = 32;
+/// Flag: a NAT rewrote the packet's destination on its way in; see [`Mbuf::orig_dst`].
+pub const FLAG_ORIG_DST: u16 = 64;
 
 /// An owned packet buffer.
 pub struct Mbuf(NonNull<MbufHdr>);
@@ -366,6 +371,22 @@ impl Mbuf {
     #[inline(always)]
     pub fn set_snap_cut(&mut self, n: u32) {
         self.hdr_mut().snap_cut = n;
+    }
+    /// Records the IPv4 destination address and port (ICMP: query id) the packet arrived
+    /// with, before a NAT translated them to an inside host's. A stage that answers the packet
+    /// later in the chain (a firewall's reject) answers from there, as the NAT would have
+    /// translated an answer on its way out.
+    #[inline]
+    pub fn set_orig_dst(&mut self, addr: u32, port: u16) {
+        let h = self.hdr_mut();
+        h.orig_dst = u64::from(addr) << 16 | u64::from(port);
+        h.flags |= FLAG_ORIG_DST;
+    }
+    /// The destination recorded by [`Mbuf::set_orig_dst`], if any.
+    #[inline]
+    pub fn orig_dst(&self) -> Option<(u32, u16)> {
+        let h = self.hdr();
+        (h.flags & FLAG_ORIG_DST != 0).then_some(((h.orig_dst >> 16) as u32, h.orig_dst as u16))
     }
     /// The stage metadata cache line (64 bytes). Not cleared on allocation (that would cost a
     /// cache line per packet): a stage writes what it later reads.

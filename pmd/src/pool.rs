@@ -322,7 +322,8 @@ impl Pool {
                         egress: crate::mbuf::NO_EGRESS,
                         handoff_stage: 0,
                         _pad16: [0; 2],
-                        _pad: [0; 2],
+                        orig_dst: 0,
+                        _pad: [0; 1],
                         meta: [0; 8],
                     });
                 }
@@ -420,7 +421,8 @@ impl Pool {
                     egress: crate::mbuf::NO_EGRESS,
                     handoff_stage: 0,
                     _pad16: [0; 2],
-                    _pad: [0; 2],
+                    orig_dst: 0,
+                    _pad: [0; 1],
                     meta: [0; 8],
                 });
             }

@@ -269,6 +269,7 @@ fn direct_opts(burst: usize, core: usize) -> EngineOptions {
         offline: false,
         ring_size: 1024,
         steer: None,
+        orders: Vec::new(),
     }
 }
 

@@ -984,6 +984,7 @@ fn run_rewritten(
         offline: false,
         ring_size: 1024,
         steer: None,
+        orders: Vec::new(),
     };
     super::run_ports(Box::new(gen), ts, stages, opts, a.secs)
 }

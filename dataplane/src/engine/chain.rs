@@ -7,11 +7,108 @@
 //! once. Packets a stage emits (created, or released from its hold) join `leaving` as soon as
 //! the stage returns. A packet handed to another worker also joins `leaving`, marked with its
 //! worker and the stage to resume at; [`ChainRunner::run_from`] runs it there.
+//!
+//! Stages normally run in the chain's order. [`Orders`] can give the packets of an input port
+//! another order of the same stages: netfilter runs a NAT's inbound translation (PREROUTING)
+//! before its filter and the outbound one (POSTROUTING) after, so a stateful firewall sees both
+//! directions of a NATed connection with the inside tuple; here the chain `firewall, nat44,
+//! router` with `outside = [nat44, firewall, router]` does the same. A burst of mixed ports
+//! runs as one sub-burst per order. A held packet a stage releases while a burst of another
+//! order runs goes on from that stage in its own order once the burst is done.
 
 use pmd::mbuf::NO_EGRESS;
 use pmd::{Burst, Mbuf, PoolCache, BURST_MAX};
 
 use crate::stage::{Ctx, DropCounters, DropReason, Next, NextKind, Stage, MAX_STAGE_DROPS};
+
+/// The order stages run in, by input port: the chain's own, or another one (a permutation of
+/// the same stages) for the ports that have one.
+#[derive(Debug, Clone, Default)]
+pub struct Orders {
+    /// The order number of each port (0: the chain's order); empty when no port has its own.
+    by_port: Vec<u8>,
+    /// Stage indexes of each order; order 0 is `0..stages`.
+    seqs: Vec<Box<[u16]>>,
+}
+
+impl Orders {
+    /// Every port runs the stages in the chain's order.
+    pub fn chain(stages: usize) -> Orders {
+        Orders {
+            by_port: Vec::new(),
+            seqs: vec![(0..stages as u16).collect()],
+        }
+    }
+
+    /// `custom` gives some ports their own order: `(port, stage indexes)`, each a permutation
+    /// of `0..stages` (checked: an error names the port).
+    pub fn new(stages: usize, custom: &[(u16, Vec<usize>)]) -> Result<Orders, String> {
+        let mut o = Orders::chain(stages);
+        for (port, seq) in custom {
+            let mut seen = vec![false; stages];
+            for &s in seq {
+                if s >= stages || std::mem::replace(&mut seen[s], true) {
+                    return Err(format!(
+                        "port {port}: the order must name each of the {stages} stages once"
+                    ));
+                }
+            }
+            if seq.len() != stages {
+                return Err(format!(
+                    "port {port}: the order must name each of the {stages} stages once"
+                ));
+            }
+            let seq: Box<[u16]> = seq.iter().map(|&s| s as u16).collect();
+            let k = match o.seqs.iter().position(|x| *x == seq) {
+                Some(k) => k,
+                None => {
+                    o.seqs.push(seq);
+                    o.seqs.len() - 1
+                }
+            };
+            if k > usize::from(u8::MAX) {
+                return Err("too many distinct orders".into());
+            }
+            let p = usize::from(*port);
+            if o.by_port.len() <= p {
+                o.by_port.resize(p + 1, 0);
+            }
+            o.by_port[p] = k as u8;
+        }
+        if o.seqs.len() == 1 {
+            o.by_port.clear();
+        }
+        Ok(o)
+    }
+
+    /// True when some port has an order of its own.
+    #[inline(always)]
+    pub fn custom(&self) -> bool {
+        !self.by_port.is_empty()
+    }
+
+    #[inline(always)]
+    fn of(&self, port: u16) -> usize {
+        self.by_port.get(usize::from(port)).copied().unwrap_or(0) as usize
+    }
+
+    /// Where stage `si` is in order `o`.
+    fn position(&self, o: usize, si: usize) -> Option<usize> {
+        self.seqs.get(o)?.iter().position(|&s| usize::from(s) == si)
+    }
+}
+
+/// Where a run starts: the first stage of the packet's order, or the stage a handed-over
+/// packet resumes at.
+#[derive(Clone, Copy)]
+enum Start {
+    Beginning,
+    At(usize),
+}
+
+/// Held packets released in a run of another order wait here, with their order and the
+/// position to go on from (at most this many; more are dropped as `emit_overflow`).
+const DETOUR_MAX: usize = 2 * BURST_MAX;
 
 /// Per-thread scratch and counters for running stages.
 pub struct ChainRunner {
@@ -33,6 +130,13 @@ pub struct ChainRunner {
     /// Broadcast copies ([`pmd::Mbuf::is_copy`]) consumed: whatever a stage answers for a copy
     /// other than carrying on or holding it, and at the end of the chain.
     pub copies_consumed: u64,
+    /// The stage order of each input port.
+    pub orders: Orders,
+    /// Held packets released during a run of another order: (packet, order, position).
+    detour: Vec<(Mbuf, u8, u16)>,
+    /// Scratch bursts for runs by order.
+    part: Option<Box<Burst>>,
+    done: Option<Box<Burst>>,
 }
 
 impl ChainRunner {
@@ -48,6 +152,10 @@ impl ChainRunner {
             created: 0,
             can_handoff: false,
             copies_consumed: 0,
+            orders: Orders::chain(stages),
+            detour: Vec::with_capacity(DETOUR_MAX),
+            part: Some(Box::default()),
+            done: Some(Box::default()),
         }
     }
 
@@ -73,7 +181,16 @@ impl ChainRunner {
         nports: u16,
     ) {
         self.processed += burst.len() as u64;
-        self.run_from(0, now, worker, stages, burst, leaving, cache, nports);
+        self.run_at(
+            Start::Beginning,
+            now,
+            worker,
+            stages,
+            burst,
+            leaving,
+            cache,
+            nports,
+        );
     }
 
     /// [`ChainRunner::run`] from stage `first` on: packets another worker handed over
@@ -92,8 +209,157 @@ impl ChainRunner {
         cache: &mut PoolCache,
         nports: u16,
     ) {
+        self.run_at(
+            Start::At(first),
+            now,
+            worker,
+            stages,
+            burst,
+            leaving,
+            cache,
+            nports,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn run_at(
+        &mut self,
+        start: Start,
+        now: u64,
+        worker: usize,
+        stages: &mut [Box<dyn Stage>],
+        burst: &mut Burst,
+        leaving: &mut Burst,
+        cache: &mut PoolCache,
+        nports: u16,
+    ) {
+        let orders = std::mem::take(&mut self.orders);
+        if !orders.custom() {
+            let from = match start {
+                Start::Beginning => 0,
+                Start::At(s) => s,
+            };
+            self.run_seq(
+                &orders, 0, from, now, worker, stages, burst, leaving, cache, nports,
+            );
+        } else {
+            self.run_orders(
+                &orders, start, now, worker, stages, burst, leaving, cache, nports,
+            );
+        }
+        self.orders = orders;
+    }
+
+    /// [`ChainRunner::run_at`] when ports have orders of their own: one sub-burst per order,
+    /// then the detours; the survivors of all go back into `burst`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn run_orders(
+        &mut self,
+        orders: &Orders,
+        start: Start,
+        now: u64,
+        worker: usize,
+        stages: &mut [Box<dyn Stage>],
+        burst: &mut Burst,
+        leaving: &mut Burst,
+        cache: &mut PoolCache,
+        nports: u16,
+    ) {
+        let mut part = self.part.take().unwrap_or_default();
+        let mut done = self.done.take().unwrap_or_default();
+        while let Some(first) = burst.as_slice().first() {
+            let o = orders.of(first.port());
+            burst.retain_owned(|_, m| {
+                if orders.of(m.port()) == o {
+                    part.push(m).err()
+                } else {
+                    Some(m)
+                }
+            });
+            let from = match start {
+                Start::Beginning => 0,
+                Start::At(s) => orders.position(o, s).unwrap_or(usize::MAX),
+            };
+            self.run_seq(
+                orders, o, from, now, worker, stages, &mut part, leaving, cache, nports,
+            );
+            self.keep(&mut part, &mut done, cache);
+        }
+        while let Some(&(_, o, from)) = self.detour.first() {
+            let mut i = 0;
+            while i < self.detour.len() {
+                if (self.detour[i].1, self.detour[i].2) == (o, from) {
+                    let (m, _, _) = self.detour.remove(i);
+                    if let Err(m) = part.push(m) {
+                        self.drops.count(DropReason::EmitOverflow);
+                        cache.free(m);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            self.run_seq(
+                orders,
+                usize::from(o),
+                usize::from(from),
+                now,
+                worker,
+                stages,
+                &mut part,
+                leaving,
+                cache,
+                nports,
+            );
+            self.keep(&mut part, &mut done, cache);
+        }
+        self.keep(&mut done, burst, cache);
+        self.part = Some(part);
+        self.done = Some(done);
+    }
+
+    /// Moves the survivors in `from` to the end of `to` (what does not fit is dropped as
+    /// `emit_overflow`).
+    fn keep(&mut self, from: &mut Burst, to: &mut Burst, cache: &mut PoolCache) {
+        if from.append_to(to) {
+            return;
+        }
+        from.retain_owned(|_, m| {
+            if let Err(m) = to.push(m) {
+                self.drops.count(DropReason::EmitOverflow);
+                cache.free(m);
+            }
+            None
+        });
+    }
+
+    /// Runs `burst` through the stages of order `o` from its position `from` on.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn run_seq(
+        &mut self,
+        orders: &Orders,
+        o: usize,
+        from: usize,
+        now: u64,
+        worker: usize,
+        stages: &mut [Box<dyn Stage>],
+        burst: &mut Burst,
+        leaving: &mut Burst,
+        cache: &mut PoolCache,
+        nports: u16,
+    ) {
         let can_handoff = self.can_handoff;
-        for (si, st) in stages.iter_mut().enumerate().skip(first) {
+        let seq = orders
+            .seqs
+            .get(o)
+            .map_or(&[][..], |s| s.get(from..).unwrap_or(&[]));
+        for &si in seq {
+            let si = usize::from(si);
+            let Some(st) = stages.get_mut(si) else {
+                break;
+            };
             let n = burst.len();
             if n == 0 {
                 return;
@@ -119,7 +385,7 @@ impl ChainRunner {
                 move_emitted(&mut self.emitted, leaving, &mut self.drops, cache, nports);
             }
             if self.nexts[..n].iter().all(|&x| x == Next::CONTINUE) {
-                self.take_resumed(burst, cache);
+                self.take_resumed(burst, cache, orders, o, si);
                 continue;
             }
             let nexts = &self.nexts;
@@ -184,15 +450,46 @@ impl ChainRunner {
                     None
                 }
             });
-            self.take_resumed(burst, cache);
+            self.take_resumed(burst, cache, orders, o, si);
         }
     }
 
     /// Puts the packets a stage resumed at the end of `burst`, which goes on to the next stage
     /// (what does not fit a burst is dropped as `emit_overflow`).
+    /// A packet of another order (its input port has one) goes on from stage `si` in its own
+    /// order after this run (see [`Orders`]).
     #[inline]
-    fn take_resumed(&mut self, burst: &mut Burst, cache: &mut PoolCache) {
-        if self.resumed.is_empty() || self.resumed.append_to(burst) {
+    fn take_resumed(
+        &mut self,
+        burst: &mut Burst,
+        cache: &mut PoolCache,
+        orders: &Orders,
+        o: usize,
+        si: usize,
+    ) {
+        if self.resumed.is_empty() {
+            return;
+        }
+        if orders.custom() {
+            let (detour, drops) = (&mut self.detour, &mut self.drops);
+            self.resumed.retain_owned(|_, m| {
+                let mo = orders.of(m.port());
+                if mo == o {
+                    return Some(m);
+                }
+                let next = orders
+                    .position(mo, si)
+                    .map_or(usize::from(u16::MAX), |p| p + 1);
+                if detour.len() < DETOUR_MAX {
+                    detour.push((m, mo as u8, next as u16));
+                } else {
+                    drops.count(DropReason::EmitOverflow);
+                    cache.free(m);
+                }
+                None
+            });
+        }
+        if self.resumed.append_to(burst) {
             return;
         }
         while let Some(m) = self.resumed.pop() {
@@ -334,5 +631,177 @@ fn leave(leaving: &mut Burst, m: Mbuf, drops: &mut DropCounters, cache: &mut Poo
     if let Err(m) = leaving.push(m) {
         drops.count(DropReason::EmitOverflow);
         cache.free(m);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmd::mem::HugePolicy;
+    use pmd::{Pool, PoolConfig};
+
+    /// Appends its id to a trail in the packet (byte 0 counts, bytes 1.. the ids). Holds a
+    /// packet whose byte 14 is its id, and releases (resumes) what it holds when a packet
+    /// whose byte 15 is its id passes.
+    struct Tag {
+        id: u8,
+        held: Vec<Mbuf>,
+    }
+
+    impl Stage for Tag {
+        fn name(&self) -> &str {
+            "tag"
+        }
+        fn process(&mut self, ctx: &mut Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
+            for (m, n) in pkts.iter_mut().zip(nexts.iter_mut()) {
+                let d = m.data_mut();
+                let k = usize::from(d[0]);
+                d[1 + k] = self.id;
+                d[0] += 1;
+                if d[14] == self.id {
+                    *n = Next::HOLD;
+                }
+                if d[15] == self.id {
+                    for h in self.held.drain(..) {
+                        ctx.resume(h);
+                    }
+                }
+            }
+        }
+        fn hold(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+            self.held.push(m);
+            Ok(())
+        }
+        fn held(&self) -> usize {
+            self.held.len()
+        }
+    }
+
+    struct Rig {
+        _pool: Pool,
+        cache: PoolCache,
+        stages: Vec<Box<dyn Stage>>,
+        runner: ChainRunner,
+    }
+
+    fn rig(custom: &[(u16, Vec<usize>)]) -> Rig {
+        let pool = Pool::new(&PoolConfig {
+            count: 256,
+            huge: HugePolicy::Never,
+            ..PoolConfig::default()
+        })
+        .unwrap();
+        let stages: Vec<Box<dyn Stage>> = (0..3u8)
+            .map(|id| {
+                Box::new(Tag {
+                    id: 10 + id,
+                    held: Vec::new(),
+                }) as Box<dyn Stage>
+            })
+            .collect();
+        let mut runner = ChainRunner::new(3);
+        runner.orders = Orders::new(3, custom).unwrap();
+        runner.can_handoff = true;
+        Rig {
+            cache: pool.cache(),
+            _pool: pool,
+            stages,
+            runner,
+        }
+    }
+
+    impl Rig {
+        /// Runs packets (input port, hold at, release at) from the chain's start, or handed
+        /// over at stage `at`; returns what left as (input port, trail), sorted.
+        fn run(&mut self, pkts: &[(u16, u8, u8)], at: Option<usize>) -> Vec<(u16, Vec<u8>)> {
+            let mut burst = Burst::new();
+            for &(port, hold, release) in pkts {
+                let mut m = self.cache.alloc().unwrap();
+                let mut f = [0u8; 64];
+                f[14] = hold;
+                f[15] = release;
+                assert!(m.copy_from(&f));
+                m.set_port(port);
+                if let Some(si) = at {
+                    m.set_handoff(0, si as u16);
+                    m.arrive();
+                }
+                m.set_egress(0);
+                burst.push(m).unwrap();
+            }
+            let mut leaving = Burst::new();
+            let (st, c) = (&mut self.stages, &mut self.cache);
+            match at {
+                None => self.runner.run(0, 0, st, &mut burst, &mut leaving, c, 1),
+                Some(si) => self
+                    .runner
+                    .run_from(si, 0, 0, st, &mut burst, &mut leaving, c, 1),
+            }
+            self.runner.finish(&mut burst, &mut leaving, c, 1);
+            let mut out = Vec::new();
+            while let Some(m) = leaving.pop() {
+                let d = m.data();
+                out.push((m.port(), d[1..1 + usize::from(d[0])].to_vec()));
+                c.free(m);
+            }
+            out.sort();
+            out
+        }
+    }
+
+    #[test]
+    fn every_port_meets_the_stages_in_its_order() {
+        // Port 1 meets stage 1 first, as a NAT's inbound half runs before the firewall.
+        let mut r = rig(&[(1, vec![1, 0, 2])]);
+        let out = r.run(
+            &[(0, 0, 0), (1, 0, 0), (0, 0, 0), (1, 0, 0), (2, 0, 0)],
+            None,
+        );
+        assert_eq!(
+            out,
+            [
+                (0, vec![10, 11, 12]),
+                (0, vec![10, 11, 12]),
+                (1, vec![11, 10, 12]),
+                (1, vec![11, 10, 12]),
+                (2, vec![10, 11, 12]),
+            ]
+        );
+        assert_eq!(r.runner.drops.total(), 0);
+        // Without orders of their own, every port meets the chain's.
+        let mut r = rig(&[]);
+        assert!(!r.runner.orders.custom());
+        assert_eq!(r.run(&[(1, 0, 0)], None), [(1, vec![10, 11, 12])]);
+        // The same order as the chain's is no order of its own.
+        assert!(!Orders::new(3, &[(1, vec![0, 1, 2])]).unwrap().custom());
+        // Not a permutation.
+        assert!(Orders::new(3, &[(1, vec![0, 1])]).is_err());
+        assert!(Orders::new(3, &[(1, vec![0, 1, 1])]).is_err());
+        assert!(Orders::new(3, &[(1, vec![0, 1, 3])]).is_err());
+    }
+
+    #[test]
+    fn a_handed_packet_resumes_at_its_stage_in_its_own_order() {
+        let mut r = rig(&[(1, vec![2, 1, 0])]);
+        // Handed over at stage 1: port 0 goes on with stages 1, 2; port 1 with 1, 0.
+        let out = r.run(&[(0, 0, 0), (1, 0, 0)], Some(1));
+        assert_eq!(out, [(0, vec![11, 12]), (1, vec![11, 10])]);
+    }
+
+    #[test]
+    fn a_packet_released_in_a_run_of_another_order_goes_on_in_its_own() {
+        // Port 1 meets 1, 0, 2. A port-1 packet held at stage 0 (its second) and released by
+        // a port-0 packet at stage 0 (that one's first) goes on to stage 2 only.
+        let mut r = rig(&[(1, vec![1, 0, 2])]);
+        assert!(r.run(&[(1, 10, 0)], None).is_empty());
+        assert_eq!(r.stages[0].held(), 1);
+        let out = r.run(&[(0, 0, 10)], None);
+        assert_eq!(out, [(0, vec![10, 11, 12]), (1, vec![11, 10, 12])]);
+        // And the other way: a port-0 packet held at stage 1 (its second), released by a
+        // port-1 packet at stage 1 (its first), goes on to stage 2 only.
+        assert!(r.run(&[(0, 11, 0)], None).is_empty());
+        let out = r.run(&[(1, 0, 11)], None);
+        assert_eq!(out, [(0, vec![10, 11, 12]), (1, vec![11, 10, 12])]);
+        assert_eq!(r.runner.drops.total(), 0);
     }
 }

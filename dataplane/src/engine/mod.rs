@@ -47,6 +47,7 @@ use pmd::{Burst, Mbuf, Pool, PoolCache, BURST_MAX};
 
 use crate::stage::{DropCounters, DropReason, Stage};
 use chain::ChainRunner;
+pub use chain::Orders;
 use egress::Reorder;
 
 /// How workers tell time.
@@ -90,6 +91,9 @@ pub struct EngineOptions {
     pub ring_size: u32,
     /// Chooses the worker for packets the flow hash cannot place (see [`Steer`]).
     pub steer: Option<Arc<dyn Steer>>,
+    /// Input ports whose packets meet the stages in another order: `(port, stage indexes)`,
+    /// each a permutation of the chain (see [`chain::Orders`]). Run-to-completion only.
+    pub orders: Vec<(u16, Vec<usize>)>,
 }
 
 /// Picks the worker for a received packet when the symmetric flow hash is not enough: a NAT's
@@ -343,6 +347,11 @@ impl<'a> Engine<'a> {
                 opts.burst
             )));
         }
+        if !opts.orders.is_empty() && matches!(opts.layout, Layout::Pipeline { .. }) {
+            return Err(EngineError::Config(
+                "per-port stage orders need the run-to-completion layout (a pipeline splits one order over its cores)".into(),
+            ));
+        }
         if opts.worker_cores.is_empty() {
             return Err(EngineError::Config("at least one worker is needed".into()));
         }
@@ -472,11 +481,14 @@ impl<'a> Engine<'a> {
                     let (pool, opts) = (&pool, &opts);
                     s.spawn(move || -> Result<WorkerReport, EngineError> {
                         pin(core, &format!("worker {i}"))?;
+                        let mut runner = ChainRunner::new(stages.len());
+                        runner.orders =
+                            Orders::new(stages.len(), &opts.orders).map_err(EngineError::Config)?;
                         let mut w = Direct {
                             offline: opts.offline,
                             seq: 0,
                             cache: pool.cache(),
-                            runner: ChainRunner::new(stages.len()),
+                            runner,
                             clock: Clock::new(opts.clock),
                             txbufs: (0..ports.len()).map(|_| Burst::new()).collect(),
                         };
@@ -631,6 +643,16 @@ impl<'a> Engine<'a> {
                     let mut runner = ChainRunner::new(stages.len());
                     // Handoffs go between run-to-completion workers, through the I/O thread.
                     runner.can_handoff = !pipeline;
+                    if !pipeline {
+                        let orders = Orders::new(stages.len(), &opts.orders);
+                        runner.orders = match orders {
+                            Ok(o) => o,
+                            Err(e) => {
+                                mine.done.store(true, Ordering::Release);
+                                return Err(EngineError::Config(e));
+                            }
+                        };
+                    }
                     let mut w = HandoffWorker {
                         index: i,
                         cache: pool.cache(),

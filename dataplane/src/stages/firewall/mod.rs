@@ -704,8 +704,17 @@ impl Firewall {
     }
 
     /// Builds a reject answer to `frame` into `out`; its length, or `None` when the packet
-    /// gets no answer (a RST, an ICMP error, no room).
-    fn build_reject(frame: &[u8], info: &Info, out: &mut [u8; 256]) -> Option<usize> {
+    /// gets no answer (a RST, an ICMP error, no room). `orig`: the IPv4 destination and port
+    /// the packet arrived with before a NAT earlier in the chain translated it
+    /// ([`pmd::Mbuf::orig_dst`]): the answer comes from there, and quotes the packet as it was
+    /// sent, so no inside address leaves by the outside port (as netfilter translates a
+    /// REJECT's answer back through the connection's NAT).
+    fn build_reject(
+        frame: &[u8],
+        info: &Info,
+        orig: Option<(u32, u16)>,
+        out: &mut [u8; 256],
+    ) -> Option<usize> {
         let l3 = usize::from(info.l3);
         let k = &info.key;
         if l3 + 60 > out.len() || frame.len() < l3 {
@@ -714,7 +723,11 @@ impl Firewall {
         out[..l3].copy_from_slice(&frame[..l3]);
         out[..6].copy_from_slice(&frame[6..12]);
         out[6..12].copy_from_slice(&frame[..6]);
-        let (src, dst) = (info.flow.dst, info.flow.src);
+        let (mut src, dst) = (info.flow.dst, info.flow.src);
+        let orig = if k.v6 { None } else { orig };
+        if let Some((a, _)) = orig {
+            src[..4].copy_from_slice(&a.to_be_bytes());
+        }
         let ip_len = if k.v6 { 40 } else { 20 };
         let l4 = l3 + ip_len;
         let total;
@@ -724,7 +737,7 @@ impl Firewall {
             }
             let seg = &mut out[l4..l4 + 20];
             seg.fill(0);
-            seg[0..2].copy_from_slice(&k.dport.to_be_bytes());
+            seg[0..2].copy_from_slice(&orig.map_or(k.dport, |o| o.1).to_be_bytes());
             seg[2..4].copy_from_slice(&k.sport.to_be_bytes());
             let (seq, ack, flags) = if t.flags & TCP_ACK != 0 {
                 (t.ack, 0, TCP_RST)
@@ -767,6 +780,9 @@ impl Firewall {
                 msg[1] = crate::wire::icmp::icmpv4_code::ADMIN_PROHIBITED;
             }
             msg[8..].copy_from_slice(&q[..qlen]);
+            if let Some(o) = orig {
+                Self::quote_as_sent(&mut msg[8..], k.proto, o);
+            }
             total = l4 + 8 + qlen;
         }
         let payload = (total - l4) as u16;
@@ -818,6 +834,40 @@ impl Firewall {
 }
 
 impl Firewall {
+    /// Puts back, in a quoted IPv4 packet `q`, the destination address and port (ICMP: query
+    /// id) a NAT translated, with the checksums the quote holds (its IPv4 header's; UDP's and
+    /// ICMP's when the 8 quoted bytes hold them) updated to match (RFC 1624).
+    fn quote_as_sent(q: &mut [u8], proto: u8, (addr, port): (u32, u16)) {
+        use crate::wire::checksum::{update16, update32};
+        let ihl = usize::from(q.first().map_or(0, |b| b & 0x0f)) * 4;
+        if ihl < 20 || q.len() < ihl {
+            return;
+        }
+        let be16 = |q: &[u8], i: usize| u16::from_be_bytes([q[i], q[i + 1]]);
+        let old = u32::from_be_bytes([q[16], q[17], q[18], q[19]]);
+        q[16..20].copy_from_slice(&addr.to_be_bytes());
+        let c = update32(be16(q, 10), old, addr);
+        q[10..12].copy_from_slice(&c.to_be_bytes());
+        let l4 = &mut q[ihl..];
+        match proto {
+            ip_proto::TCP | ip_proto::UDP if l4.len() >= 4 => {
+                let old_port = be16(l4, 2);
+                l4[2..4].copy_from_slice(&port.to_be_bytes());
+                if proto == ip_proto::UDP && l4.len() >= 8 && be16(l4, 6) != 0 {
+                    let c = update16(update32(be16(l4, 6), old, addr), old_port, port);
+                    l4[6..8].copy_from_slice(&c.to_be_bytes());
+                }
+            }
+            ip_proto::ICMP if l4.len() >= 6 => {
+                let old_id = be16(l4, 4);
+                l4[4..6].copy_from_slice(&port.to_be_bytes());
+                let c = update16(be16(l4, 2), old_id, port);
+                l4[2..4].copy_from_slice(&c.to_be_bytes());
+            }
+            _ => {}
+        }
+    }
+
     /// Pass 1 for packet `i`, whose headers are read: connection tracking (`hash`: its flow
     /// key's `symmetric_hash64`, when computed already), then the flow cache or the list to
     /// classify. A packet of a flow whose first packet is waiting in this burst to open a
@@ -927,7 +977,8 @@ impl Firewall {
                 action = Action::Drop;
                 nexts[i] = Next::stage_drop(reason::RULE_REJECT);
                 if self.reject_allowed(now) {
-                    if let Some(len) = Self::build_reject(pkts[i].data(), &info, &mut buf) {
+                    let orig = pkts[i].orig_dst();
+                    if let Some(len) = Self::build_reject(pkts[i].data(), &info, orig, &mut buf) {
                         if let Some(mut r) = ctx.alloc() {
                             if r.copy_from(&buf[..len]) {
                                 r.set_egress(pkts[i].port());

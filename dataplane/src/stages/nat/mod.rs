@@ -1239,6 +1239,9 @@ impl Nat44 {
         let ip = &mut d[l3..l3 + tot];
         rewrite(ip, ihl, proto, false, s.in_addr, s.in_port);
         self.stats.translated_in += 1;
+        // A stage after this one that answers the packet (a firewall's reject) answers from
+        // the address and port it was sent to.
+        m.set_orig_dst(dst, dp);
         m.set_egress(s.in_if);
         Ok(Next::CONTINUE)
     }
