@@ -1,0 +1,133 @@
+//! The shipped full-chain configuration (`config/vnf.toml`: firewall, NAT44, router) carries a
+//! subscriber's traffic out: replayed through the real engine, each packet leaves translated to
+//! the pool, one hop older, addressed to the gateway's MAC from the outside port's, with every
+//! checksum right (recomputed here from scratch); a stranger's datagram from outside is dropped.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use dataplane::build::{self, ReplayFiles};
+use dataplane::config::Config;
+use pmd::pcap::{PcapReader, PcapWriter, LINKTYPE_ETHERNET};
+
+const T0: u64 = 1_700_000_000_000_000_000;
+
+fn csum(data: &[u8], init: u32) -> u16 {
+    let mut s = init;
+    for c in data.chunks(2) {
+        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+fn pseudo(ip: &[u8]) -> u32 {
+    let len = u16::from_be_bytes([ip[2], ip[3]]) as u32 - 20;
+    let mut s = u32::from(ip[9]) + len;
+    for c in ip[12..20].chunks(2) {
+        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    s
+}
+
+/// An Ethernet/IPv4 frame to the router's inside MAC, with right checksums.
+fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xaa, 8, 0];
+    let mut h = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0];
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    h[2..4].copy_from_slice(&(20 + l4.len() as u16).to_be_bytes());
+    let c = csum(&h, 0);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    let at = if proto == 6 { 16 } else { 6 };
+    let c = csum(&l4, pseudo(&h));
+    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    f.extend(h);
+    f.extend(l4);
+    f
+}
+
+fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
+    let mut l4 = vec![0u8; 8];
+    l4.extend_from_slice(b"dns query");
+    l4[0..2].copy_from_slice(&sp.to_be_bytes());
+    l4[2..4].copy_from_slice(&dp.to_be_bytes());
+    let len = l4.len() as u16;
+    l4[4..6].copy_from_slice(&len.to_be_bytes());
+    frame(src, dst, 17, l4)
+}
+
+fn syn(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
+    let mut l4 = vec![0u8; 20];
+    l4[0..2].copy_from_slice(&sp.to_be_bytes());
+    l4[2..4].copy_from_slice(&dp.to_be_bytes());
+    l4[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    l4[12] = 5 << 4;
+    l4[13] = 0x02;
+    l4[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    frame(src, dst, 6, l4)
+}
+
+#[test]
+fn the_shipped_vnf_chain_translates_routes_and_protects() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/vnf.toml");
+    let cfg = Config::load(&path).unwrap();
+    let dir = std::env::temp_dir().join(format!("vnf-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sub = [10, 1, 2, 3];
+    let sent = [
+        udp(sub, 5000, [9, 9, 9, 9], 53),
+        syn(sub, 40000, [93, 184, 216, 34], 443),
+    ];
+    let stranger = udp([203, 0, 113, 7], 4444, [198, 51, 100, 3], 5555);
+    let write = |name: &str, frames: &[Vec<u8>]| {
+        let p = dir.join(name);
+        let mut w = PcapWriter::create(&p, LINKTYPE_ETHERNET, 65535, true).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            w.write(T0 + i as u64 * 1000, f, f.len() as u32).unwrap();
+        }
+        w.flush().unwrap();
+        p.display().to_string()
+    };
+    let files = ReplayFiles {
+        inputs: vec![
+            write("in-inside.pcap", &sent),
+            write("in-outside.pcap", std::slice::from_ref(&stranger)),
+        ],
+        outputs: vec![
+            dir.join("out-outside.pcap").display().to_string(),
+            dir.join("out-inside.pcap").display().to_string(),
+        ],
+    };
+    let report = build::run(&cfg, Some(&files), &AtomicBool::new(false)).unwrap();
+    assert!(report.balanced(), "{}", report.render());
+    let mut r = PcapReader::open(&dir.join("out-outside.pcap")).unwrap();
+    let mut out = Vec::new();
+    while let Some(rec) = r.next_record().unwrap() {
+        out.push(rec.data.to_vec());
+    }
+    assert_eq!(out.len(), 2, "{}", report.render());
+    for (o, s) in out.iter().zip(&sent) {
+        assert_eq!(o[0..6], [2, 0, 0, 0, 0x0f, 1], "to the gateway's MAC");
+        assert_eq!(o[6..12], [2, 0, 0, 0, 0, 2], "from the outside port's MAC");
+        let ip = &o[14..];
+        let tot = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        assert_eq!(csum(&ip[..20], 0), 0, "IPv4 checksum");
+        assert_eq!(csum(&ip[20..tot], pseudo(ip)), 0, "L4 checksum");
+        assert_eq!(ip[8], 63, "one hop older");
+        assert_eq!(ip[12..15], [198, 51, 100], "a pool address");
+        assert!(ip[15] < 16, "a pool address");
+        assert_eq!(ip[16..20], s[30..34], "the same destination");
+        assert_eq!(ip[22..24], s[36..38], "the same destination port");
+        assert_eq!(ip[20..tot].len(), s[34..].len());
+    }
+    let inside = PcapReader::open(&dir.join("out-inside.pcap"))
+        .unwrap()
+        .next_record()
+        .unwrap()
+        .is_none();
+    assert!(inside, "nothing for the stranger");
+    let _ = std::fs::remove_dir_all(&dir);
+}
