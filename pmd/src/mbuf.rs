@@ -43,7 +43,9 @@ pub(crate) struct MbufHdr {
     pub(crate) timestamp: u64,
     pub(crate) egress: u16,
     pub(crate) handoff_stage: u16,
-    pub(crate) _pad16: [u16; 2],
+    /// With [`FLAG_TX_CSUM`]: where the IPv4 header starts.
+    pub(crate) tx_l3: u16,
+    pub(crate) _pad16: u16,
     /// With [`FLAG_ORIG_DST`]: the IPv4 destination and port a NAT rewrote (address << 16 |
     /// port).
     pub(crate) orig_dst: u64,
@@ -73,6 +75,9 @@ pub const FLAG_HANDED: u16 = 16;
 pub const FLAG_COPY: u16 = 32;
 /// Flag: a NAT rewrote the packet's destination on its way in; see [`Mbuf::orig_dst`].
 pub const FLAG_ORIG_DST: u16 = 64;
+/// Flag: the IPv4 header and TCP/UDP checksums are to be filled at transmit; see
+/// [`Mbuf::request_tx_csum`].
+pub const FLAG_TX_CSUM: u16 = 128;
 
 /// An owned packet buffer.
 pub struct Mbuf(NonNull<MbufHdr>);
@@ -387,6 +392,40 @@ impl Mbuf {
     pub fn orig_dst(&self) -> Option<(u32, u16)> {
         let h = self.hdr();
         (h.flags & FLAG_ORIG_DST != 0).then_some(((h.orig_dst >> 16) as u32, h.orig_dst as u16))
+    }
+    /// Leaves the checksums of the IPv4 packet at `l3` (its header's, and its TCP or UDP one
+    /// when it is not a fragment) to transmit time: the port's device fills them where it has
+    /// checksum offload, the engine in software ([`crate::csum::fill_ipv4`]) for every other
+    /// port. For packets a stage builds whole (a reject's RST, fragments); a stage that changes
+    /// a packet in passing updates its checksums incrementally instead. Stages after this one
+    /// must not rely on those checksums.
+    #[inline]
+    pub fn request_tx_csum(&mut self, l3: u16) {
+        let h = self.hdr_mut();
+        h.tx_l3 = l3;
+        h.flags |= FLAG_TX_CSUM;
+    }
+    /// Where the IPv4 header of a packet with checksums left to transmit starts
+    /// ([`Mbuf::request_tx_csum`]), if any.
+    #[inline(always)]
+    pub fn tx_csum(&self) -> Option<u16> {
+        let h = self.hdr();
+        (h.flags & FLAG_TX_CSUM != 0).then_some(h.tx_l3)
+    }
+    /// Fills the checksums [`Mbuf::request_tx_csum`] left to transmit now, in software, and
+    /// clears the request. False when the headers do not hold (nothing changed).
+    #[inline]
+    pub fn fill_tx_csum(&mut self) -> bool {
+        let Some(l3) = self.tx_csum() else {
+            return true;
+        };
+        self.hdr_mut().flags &= !FLAG_TX_CSUM;
+        crate::csum::fill_ipv4(self.data_mut(), usize::from(l3))
+    }
+    /// Clears a request of [`Mbuf::request_tx_csum`] (the device took it).
+    #[inline]
+    pub fn clear_tx_csum(&mut self) {
+        self.hdr_mut().flags &= !FLAG_TX_CSUM;
     }
     /// The stage metadata cache line (64 bytes). Not cleared on allocation (that would cost a
     /// cache line per packet): a stage writes what it later reads.

@@ -957,6 +957,15 @@ fn send(
     cache: &mut PoolCache,
     drops: &mut DropCounters,
 ) -> Result<(), EngineError> {
+    if !port.tx_csum_offload() {
+        // Checksums a stage left to transmit ([`pmd::Mbuf::request_tx_csum`]), filled here
+        // for a port whose device does not.
+        for m in b.as_mut_slice() {
+            if m.tx_csum().is_some() {
+                m.fill_tx_csum();
+            }
+        }
+    }
     let mut tries = 0;
     while !b.is_empty() {
         port.tx_burst(0, cache, b)?;

@@ -8,6 +8,12 @@
 //! pool ([`DpdkPool`]) is an external pool of ours whose store is the DPDK mempool: stages that
 //! allocate (an ICMP error) take DPDK buffers too, and every buffer returns to the mempool.
 //! A packet from another pool (a pcap port's) is copied into an `rte_mbuf` on the way out.
+//!
+//! Offloads, where the device has them: the IPv4 header check on receive, the receive
+//! timestamp (replay), and IPv4/TCP/UDP checksums on transmit for packets whose checksums a
+//! stage left to transmit (`Mbuf::request_tx_csum`: the IPv4 checksum zeroed, the TCP/UDP one
+//! set to the pseudo-header sum, `ol_flags` and the L2/L3 lengths set); without the transmit
+//! offload those checksums are filled in software.
 
 use std::ffi::CString;
 use std::ptr::{null_mut, NonNull};
@@ -29,6 +35,43 @@ const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
 const RX_IP_CKSUM_MASK: u64 = (1 << 4) | (1 << 7);
 const RX_IP_CKSUM_GOOD: u64 = 1 << 7;
 const RX_IP_CKSUM_BAD: u64 = 1 << 4;
+/// `RTE_ETH_TX_OFFLOAD_IPV4_CKSUM`, `_UDP_CKSUM` and `_TCP_CKSUM`: the checksum offloads the
+/// port turns on when the device has all three.
+const TX_OFFLOAD_CSUM: u64 = (1 << 1) | (1 << 2) | (1 << 3);
+/// `RTE_MBUF_F_TX_IPV4`, `_IP_CKSUM`, `_TCP_CKSUM` and `_UDP_CKSUM` (`rte_mbuf_core.h`).
+const TX_IPV4: u64 = 1 << 55;
+const TX_IP_CKSUM: u64 = 1 << 54;
+const TX_TCP_CKSUM: u64 = 1 << 52;
+const TX_UDP_CKSUM: u64 = 3 << 52;
+
+/// Readies a packet whose checksums were left to transmit ([`Mbuf::request_tx_csum`]) for the
+/// device's offload, as DPDK's contract asks: the IPv4 header checksum zeroed, a TCP or UDP
+/// checksum set to the pseudo-header sum. Returns the mbuf's `ol_flags` and `tx_offload`
+/// (L2 and L3 lengths), or `None` after filling the checksums in software when the headers
+/// do not hold or do not fit the offload's length fields.
+fn csum_offload(m: &mut Mbuf, l3: u16) -> Option<(u64, u64)> {
+    use crate::csum;
+    let at = usize::from(l3);
+    let layout = csum::ipv4_layout(m.data(), at).filter(|_| at < 128);
+    let Some((ihl, tot, l4)) = layout else {
+        m.fill_tx_csum();
+        return None;
+    };
+    let ip = &mut m.data_mut()[at..at + tot];
+    ip[10..12].fill(0);
+    let mut flags = TX_IPV4 | TX_IP_CKSUM;
+    if let Some(proto) = l4 {
+        let c = ihl + if proto == 6 { 16 } else { 6 };
+        let ph = csum::fold(csum::ipv4_pseudo(ip, 0, tot - ihl));
+        ip[c..c + 2].copy_from_slice(&ph.to_be_bytes());
+        flags |= if proto == 6 {
+            TX_TCP_CKSUM
+        } else {
+            TX_UDP_CKSUM
+        };
+    }
+    Some((flags, u64::from(l3) | (ihl as u64) << 7))
+}
 
 thread_local! {
     static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -307,6 +350,8 @@ pub struct DpdkPort {
     rx_ts: Option<(usize, u64)>,
     /// The device checks IPv4 header checksums on receive (its verdict goes to the header).
     rx_csum: bool,
+    /// The device fills IPv4, TCP and UDP checksums on transmit (offload turned on).
+    tx_csum: bool,
     /// Scratch for bursts of mbuf pointers, kept here so no burst zero-fills a fresh array.
     scratch: Box<[*mut sys::rte_mbuf; BURST_MAX]>,
     copied: Box<[bool; BURST_MAX]>,
@@ -383,7 +428,7 @@ impl DpdkPort {
             opts.ends,
             opts.queues.max(1),
         );
-        let (mac, rx_ts, rx_csum) = r.map_err(fail)?;
+        let (mac, rx_ts, rx_csum, tx_csum) = r.map_err(fail)?;
         Ok(DpdkPort {
             name: name.to_string(),
             dev: std::sync::Arc::new(Device {
@@ -402,6 +447,7 @@ impl DpdkPort {
             ended: false,
             rx_ts,
             rx_csum,
+            tx_csum,
             scratch: Box::new([null_mut(); BURST_MAX]),
             copied: Box::new([false; BURST_MAX]),
         })
@@ -410,8 +456,9 @@ impl DpdkPort {
     /// Configures and starts `port_id` with `queues` queue pairs (RSS with the symmetric key
     /// over several, where the device has it) and the IPv4 header checksum check on receive
     /// where the device has it; with `timestamps`, turns on the receive timestamp offload where
-    /// the device has it. Returns the MAC, the timestamp field and whether checksums are
-    /// checked.
+    /// the device has it; turns on IPv4/TCP/UDP checksum offload on transmit where the device
+    /// has all three. Returns the MAC, the timestamp field, whether checksums are checked on
+    /// receive and whether they are filled on transmit.
     #[allow(clippy::type_complexity)]
     fn setup(
         port_id: u16,
@@ -420,7 +467,7 @@ impl DpdkPort {
         tx_desc: u16,
         timestamps: bool,
         queues: u16,
-    ) -> Result<(sys::rte_ether_addr, Option<(usize, u64)>, bool), String> {
+    ) -> Result<(sys::rte_ether_addr, Option<(usize, u64)>, bool, bool), String> {
         let check = |what: &str, r: i32| -> Result<(), String> {
             if r < 0 {
                 Err(format!("{what}: {}", super::strerror(-r)))
@@ -430,7 +477,7 @@ impl DpdkPort {
         };
         let mut mac = sys::rte_ether_addr::default();
         let mut rx_ts = None;
-        let rx_csum;
+        let (rx_csum, tx_csum);
         // SAFETY: port_id exists; every pointer is valid for the call; the mempool lives for
         // the process.
         unsafe {
@@ -453,6 +500,10 @@ impl DpdkPort {
             rx_csum = info.rx_offload_capa & RX_OFFLOAD_IPV4_CKSUM != 0;
             if rx_csum {
                 conf.rxmode.offloads |= RX_OFFLOAD_IPV4_CKSUM;
+            }
+            tx_csum = info.tx_offload_capa & TX_OFFLOAD_CSUM == TX_OFFLOAD_CSUM;
+            if tx_csum {
+                conf.txmode.offloads |= TX_OFFLOAD_CSUM;
             }
             if timestamps {
                 let ts = RX_OFFLOAD_TIMESTAMP;
@@ -490,7 +541,7 @@ impl DpdkPort {
             let _ = sys::rte_eth_promiscuous_enable(port_id);
             let _ = sys::rte_eth_macaddr_get(port_id, &mut mac);
         }
-        Ok((mac, rx_ts, rx_csum))
+        Ok((mac, rx_ts, rx_csum, tx_csum))
     }
 
     /// The device's own counters (`rte_eth_stats_get`).
@@ -601,8 +652,19 @@ impl Port for DpdkPort {
         let mut k = 0;
         let mut bytes = 0u64;
         let mut any_copy = false;
-        for m in &burst.as_slice()[..n] {
+        let tx_csum = self.tx_csum;
+        for m in &mut burst.as_mut_slice()[..n] {
             let len = m.len();
+            // Checksums left to transmit: the device's where it has the offload (the engine
+            // fills them in software for a port without it; this covers a direct caller).
+            let offload = match m.tx_csum() {
+                Some(l3) if tx_csum => csum_offload(m, l3),
+                Some(_) => {
+                    m.fill_tx_csum();
+                    None
+                }
+                None => None,
+            };
             if m.handle() >> INDEX_BITS == self.pool_id {
                 // SAFETY: our buffer of the DPDK pool: its rte_mbuf sits right before it.
                 unsafe {
@@ -611,7 +673,13 @@ impl Port for DpdkPort {
                     (*r).data_len = len as u16;
                     (*r).pkt_len = len as u32;
                     (*r).port = self.port_id;
-                    (*r).ol_flags = 0;
+                    match offload {
+                        Some((flags, lens)) => {
+                            (*r).ol_flags = flags;
+                            (*r).__bindgen_anon_3.tx_offload = lens;
+                        }
+                        None => (*r).ol_flags = 0,
+                    }
                     ms[k] = r;
                 }
                 copied[k] = false;
@@ -634,6 +702,10 @@ impl Port for DpdkPort {
                     std::ptr::copy_nonoverlapping(m.data().as_ptr(), dst, len);
                     (*r).data_len = len as u16;
                     (*r).pkt_len = len as u32;
+                    if let Some((flags, lens)) = offload {
+                        (*r).ol_flags = flags;
+                        (*r).__bindgen_anon_3.tx_offload = lens;
+                    }
                 }
                 ms[k] = r;
                 copied[k] = true;
@@ -686,6 +758,10 @@ impl Port for DpdkPort {
         self.ended
     }
 
+    fn tx_csum_offload(&self) -> bool {
+        self.tx_csum
+    }
+
     fn rx_queues(&self) -> u16 {
         self.queues
     }
@@ -714,6 +790,7 @@ impl Port for DpdkPort {
             ended: false,
             rx_ts: self.rx_ts,
             rx_csum: self.rx_csum,
+            tx_csum: self.tx_csum,
             scratch: Box::new([null_mut(); BURST_MAX]),
             copied: Box::new([false; BURST_MAX]),
         }))

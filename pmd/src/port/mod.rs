@@ -179,6 +179,13 @@ pub trait Port: Send {
         burst: &mut Burst,
     ) -> Result<usize, PortError>;
 
+    /// Whether the device fills the checksums a stage left to transmit
+    /// ([`crate::Mbuf::request_tx_csum`]); for a port without, the engine fills them in
+    /// software ([`crate::csum::fill_ipv4`]) before handing it the packets.
+    fn tx_csum_offload(&self) -> bool {
+        false
+    }
+
     /// Pushes out anything buffered (files, batched doorbells).
     fn flush(&mut self) -> Result<(), PortError> {
         Ok(())

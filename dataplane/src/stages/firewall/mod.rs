@@ -100,7 +100,7 @@ pub mod frag;
 pub mod rules;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 use pmd::mbuf::NO_EGRESS;
@@ -703,8 +703,10 @@ impl Firewall {
         First::Classify
     }
 
-    /// Builds a reject answer to `frame` into `out`; its length, or `None` when the packet
-    /// gets no answer (a RST, an ICMP error, no room). `orig`: the IPv4 destination and port
+    /// Builds a reject answer to `frame` into `out`: its length, and for IPv4 where its header
+    /// starts (its IPv4 and TCP checksums are left to transmit, `Mbuf::request_tx_csum`; an
+    /// ICMP checksum is filled here); `None` when the packet gets no answer (a RST, an ICMP
+    /// error, no room). `orig`: the IPv4 destination and port
     /// the packet arrived with before a NAT earlier in the chain translated it
     /// ([`pmd::Mbuf::orig_dst`]): the answer comes from there, and quotes the packet as it was
     /// sent, so no inside address leaves by the outside port (as netfilter translates a
@@ -714,7 +716,7 @@ impl Firewall {
         info: &Info,
         orig: Option<(u32, u16)>,
         out: &mut [u8; 256],
-    ) -> Option<usize> {
+    ) -> Option<(usize, Option<u16>)> {
         let l3 = usize::from(info.l3);
         let k = &info.key;
         if l3 + 60 > out.len() || frame.len() < l3 {
@@ -817,19 +819,14 @@ impl Firewall {
             h[9] = proto;
             h[12..16].copy_from_slice(&src[..4]);
             h[16..20].copy_from_slice(&dst[..4]);
-            Ipv4Packet::new_unchecked(&mut out[l3..l4]).fill_checksum();
-            let s4 = Ipv4Addr::new(src[0], src[1], src[2], src[3]);
-            let d4 = Ipv4Addr::new(dst[0], dst[1], dst[2], dst[3]);
-            if proto == ip_proto::TCP {
-                TcpPacket::new_unchecked(&mut out[l4..total]).fill_checksum_v4(&s4, &d4);
-            } else {
+            if proto != ip_proto::TCP {
                 Icmpv4Packet::new_unchecked(&mut out[l4..total]).fill_checksum();
             }
         }
         // Zero padding up to the 60-byte Ethernet minimum.
         let padded = total.max(60);
         out[total..padded].fill(0);
-        Some(padded)
+        Some((padded, (!k.v6).then_some(l3 as u16)))
     }
 }
 
@@ -978,9 +975,13 @@ impl Firewall {
                 nexts[i] = Next::stage_drop(reason::RULE_REJECT);
                 if self.reject_allowed(now) {
                     let orig = pkts[i].orig_dst();
-                    if let Some(len) = Self::build_reject(pkts[i].data(), &info, orig, &mut buf) {
+                    let answer = Self::build_reject(pkts[i].data(), &info, orig, &mut buf);
+                    if let Some((len, tx_csum)) = answer {
                         if let Some(mut r) = ctx.alloc() {
                             if r.copy_from(&buf[..len]) {
+                                if let Some(l3) = tx_csum {
+                                    r.request_tx_csum(l3);
+                                }
                                 r.set_egress(pkts[i].port());
                                 r.set_seq(pkts[i].seq());
                                 r.set_timestamp(pkts[i].timestamp());

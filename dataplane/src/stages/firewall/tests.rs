@@ -5,6 +5,7 @@ use super::*;
 use crate::stage::{DropCounters, NextKind, MAX_STAGE_DROPS};
 use pmd::mem::HugePolicy;
 use pmd::{Burst, Pool, PoolCache, PoolConfig};
+use std::net::Ipv4Addr;
 
 const A: [u8; 4] = [10, 0, 0, 1];
 const B: [u8; 4] = [192, 0, 2, 9];
@@ -94,6 +95,8 @@ struct H {
     local: [u64; MAX_STAGE_DROPS],
     fw: Firewall,
     out: Vec<Vec<u8>>,
+    /// Sent packets that left their checksums to transmit.
+    tx_csum: u64,
 }
 
 impl H {
@@ -122,6 +125,7 @@ impl H {
             local: [0; MAX_STAGE_DROPS],
             fw: Firewall::new(RuleSet::new(&list).unwrap(), s),
             out: Vec::new(),
+            tx_csum: 0,
         }
     }
 
@@ -145,8 +149,12 @@ impl H {
         )
     }
 
+    /// What the stage sent, as a port without checksum offload transmits it: an IPv4 answer
+    /// leaves its header and TCP checksums to transmit, and the engine fills them then.
     fn collect(&mut self) {
-        while let Some(m) = self.emitted.pop() {
+        while let Some(mut m) = self.emitted.pop() {
+            self.tx_csum += u64::from(m.tx_csum().is_some());
+            assert!(m.fill_tx_csum());
             self.out.push(m.data().to_vec());
             self.cache.free(m);
         }
@@ -364,6 +372,7 @@ fn reject_sends_rst_and_icmp_rate_limited() {
         (22, 4000, 101, RST | ACK)
     );
     assert!(t.verify_checksum_v4(&Ipv4Addr::from(B), &Ipv4Addr::from(A)));
+    assert_eq!(h.tx_csum, 1, "the RST leaves its checksums to transmit");
     assert!(Ipv4Packet::new_checked(&r[14..]).unwrap().verify_checksum());
     assert_eq!(h.one(0, udp(A, B, 1, 2)), drop(reason::RULE_REJECT));
     let r = &h.out[1];

@@ -656,12 +656,12 @@ impl Work {
         let flags = be16(d, l3 + 6);
         let base = usize::from(flags & 0x1fff) * 8;
         let last_mf = flags & 0x2000;
+        // Each fragment's header checksum is left to transmit: the device's offload where the
+        // port has it, software otherwise (`Mbuf::request_tx_csum`).
         let set_hdr = |h: &mut [u8], len: usize, off: usize, mf: u16| {
             h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
             h[6..8].copy_from_slice(&((mf | (off / 8) as u16) & 0x3fff).to_be_bytes());
             h[10..12].fill(0);
-            let c = checksum::checksum(h);
-            h[10..12].copy_from_slice(&c.to_be_bytes());
         };
         let mut start = 0;
         for j in 0..nfrag - 1 {
@@ -689,6 +689,7 @@ impl Work {
             out.set_egress(m.egress());
             out.set_seq(m.seq());
             out.set_timestamp(m.timestamp());
+            out.request_tx_csum(l3 as u16);
             ctx.emit(out);
             self.c.fragments += 1;
             start += len;
@@ -708,6 +709,7 @@ impl Work {
         d[..l3 + lh].copy_from_slice(&front[..l3 + lh]);
         // A short last fragment is padded to the Ethernet minimum.
         d[len..].fill(0);
+        m.request_tx_csum(l3 as u16);
         self.c.fragments += 1;
         Next::CONTINUE
     }
@@ -1273,8 +1275,6 @@ impl Work {
         ip[10..12].fill(0);
         ip[12..16].copy_from_slice(&own.octets());
         ip[16..20].copy_from_slice(&d[l3 + 12..l3 + 16]);
-        let c = checksum::checksum(&ip[..20]);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
         let icmp = &mut ip[20..];
         icmp[0] = typ;
         icmp[1] = code;
@@ -1283,6 +1283,8 @@ impl Work {
         icmp[8..8 + quote].copy_from_slice(&d[l3..l3 + quote]);
         let c = checksum::checksum(&icmp[..8 + quote]);
         icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        // The IPv4 header's checksum is left to transmit (the device's where it offloads).
+        out.request_tx_csum(l3 as u16);
         self.send_error(ctx, out, m, in_port);
     }
 

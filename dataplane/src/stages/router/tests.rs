@@ -53,9 +53,12 @@ impl Harness {
         }
     }
 
+    /// What leaves, as a port without checksum offload sends it (checksums a packet left to
+    /// transmit filled, as the engine does).
     fn collect(&mut self, leaving: &mut Burst) -> Out {
         let mut out = Vec::new();
-        while let Some(m) = leaving.pop() {
+        while let Some(mut m) = leaving.pop() {
+            assert!(m.fill_tx_csum());
             out.push((m.egress(), m.data().to_vec()));
             self.cache.free(m);
         }
