@@ -422,6 +422,12 @@ impl Mbuf {
         self.hdr_mut().flags &= !FLAG_TX_CSUM;
         crate::csum::fill_ipv4(self.data_mut(), usize::from(l3))
     }
+    /// Whether any of the `mask` flags (`FLAG_*`) is set: one read for several checks on a
+    /// fast path.
+    #[inline(always)]
+    pub fn has_any_flag(&self, mask: u16) -> bool {
+        self.hdr().flags & mask != 0
+    }
     /// Clears a request of [`Mbuf::request_tx_csum`] (the device took it).
     #[inline]
     pub fn clear_tx_csum(&mut self) {

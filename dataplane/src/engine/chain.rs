@@ -16,7 +16,7 @@
 //! runs as one sub-burst per order. A held packet a stage releases while a burst of another
 //! order runs goes on from that stage in its own order once the burst is done.
 
-use pmd::mbuf::NO_EGRESS;
+use pmd::mbuf::{FLAG_COPY, FLAG_TX_CSUM, NO_EGRESS};
 use pmd::{Burst, Mbuf, PoolCache, BURST_MAX};
 
 use crate::stage::{Ctx, DropCounters, DropReason, Next, NextKind, Stage, MAX_STAGE_DROPS};
@@ -92,6 +92,16 @@ impl Orders {
         self.by_port.get(usize::from(port)).copied().unwrap_or(0) as usize
     }
 
+    /// The stage indexes of order `o` from its position `from` on.
+    fn seq(&self, o: usize, from: usize) -> impl Iterator<Item = usize> + '_ {
+        self.seqs
+            .get(o)
+            .and_then(|s| s.get(from..))
+            .unwrap_or(&[])
+            .iter()
+            .map(|&s| usize::from(s))
+    }
+
     /// Where stage `si` is in order `o`.
     fn position(&self, o: usize, si: usize) -> Option<usize> {
         self.seqs.get(o)?.iter().position(|&s| usize::from(s) == si)
@@ -132,6 +142,10 @@ pub struct ChainRunner {
     pub copies_consumed: u64,
     /// The stage order of each input port.
     pub orders: Orders,
+    /// Per port: its device fills the checksums a stage left to transmit
+    /// ([`pmd::Mbuf::request_tx_csum`]). For any other port (and any port not listed) they
+    /// are filled in software as the packet leaves the chain, where it is touched anyway.
+    pub offload_csum: Vec<bool>,
     /// Held packets released during a run of another order: (packet, order, position).
     detour: Vec<(Mbuf, u8, u16)>,
     /// Scratch bursts for runs by order.
@@ -153,6 +167,7 @@ impl ChainRunner {
             can_handoff: false,
             copies_consumed: 0,
             orders: Orders::chain(stages),
+            offload_csum: Vec::new(),
             detour: Vec::with_capacity(DETOUR_MAX),
             part: Some(Box::default()),
             done: Some(Box::default()),
@@ -234,20 +249,30 @@ impl ChainRunner {
         cache: &mut PoolCache,
         nports: u16,
     ) {
-        let orders = std::mem::take(&mut self.orders);
-        if !orders.custom() {
+        if !self.orders.custom() {
+            // The chain's order: the stage indexes themselves, nothing to look up.
             let from = match start {
                 Start::Beginning => 0,
                 Start::At(s) => s,
             };
+            let n = stages.len();
             self.run_seq(
-                &orders, 0, from, now, worker, stages, burst, leaving, cache, nports,
+                from..n,
+                None,
+                now,
+                worker,
+                stages,
+                burst,
+                leaving,
+                cache,
+                nports,
             );
-        } else {
-            self.run_orders(
-                &orders, start, now, worker, stages, burst, leaving, cache, nports,
-            );
+            return;
         }
+        let orders = std::mem::take(&mut self.orders);
+        self.run_orders(
+            &orders, start, now, worker, stages, burst, leaving, cache, nports,
+        );
         self.orders = orders;
     }
 
@@ -283,7 +308,15 @@ impl ChainRunner {
                 Start::At(s) => orders.position(o, s).unwrap_or(usize::MAX),
             };
             self.run_seq(
-                orders, o, from, now, worker, stages, &mut part, leaving, cache, nports,
+                orders.seq(o, from),
+                Some((orders, o)),
+                now,
+                worker,
+                stages,
+                &mut part,
+                leaving,
+                cache,
+                nports,
             );
             self.keep(&mut part, &mut done, cache);
         }
@@ -300,10 +333,10 @@ impl ChainRunner {
                     i += 1;
                 }
             }
+            let o = usize::from(o);
             self.run_seq(
-                orders,
-                usize::from(o),
-                usize::from(from),
+                orders.seq(o, usize::from(from)),
+                Some((orders, o)),
                 now,
                 worker,
                 stages,
@@ -334,14 +367,14 @@ impl ChainRunner {
         });
     }
 
-    /// Runs `burst` through the stages of order `o` from its position `from` on.
+    /// Runs `burst` through the stages `seq` (stage indexes); `order`: the orders and the one
+    /// `seq` comes from, when ports have orders of their own.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn run_seq(
         &mut self,
-        orders: &Orders,
-        o: usize,
-        from: usize,
+        seq: impl Iterator<Item = usize>,
+        order: Option<(&Orders, usize)>,
         now: u64,
         worker: usize,
         stages: &mut [Box<dyn Stage>],
@@ -351,12 +384,7 @@ impl ChainRunner {
         nports: u16,
     ) {
         let can_handoff = self.can_handoff;
-        let seq = orders
-            .seqs
-            .get(o)
-            .map_or(&[][..], |s| s.get(from..).unwrap_or(&[]));
-        for &si in seq {
-            let si = usize::from(si);
+        for si in seq {
             let Some(st) = stages.get_mut(si) else {
                 break;
             };
@@ -382,13 +410,21 @@ impl ChainRunner {
                 st.process(&mut ctx, burst.as_mut_slice(), nexts);
             }
             if !self.emitted.is_empty() {
-                move_emitted(&mut self.emitted, leaving, &mut self.drops, cache, nports);
+                move_emitted(
+                    &mut self.emitted,
+                    leaving,
+                    &mut self.drops,
+                    cache,
+                    nports,
+                    &self.offload_csum,
+                );
             }
             if self.nexts[..n].iter().all(|&x| x == Next::CONTINUE) {
-                self.take_resumed(burst, cache, orders, o, si);
+                self.take_resumed(burst, cache, order, si);
                 continue;
             }
             let nexts = &self.nexts;
+            let offload = &self.offload_csum;
             let drops = &mut self.drops;
             let local = &mut self.stage_drops[si];
             let copies = &mut self.copies_consumed;
@@ -407,6 +443,7 @@ impl ChainRunner {
                         cache.free(m);
                     } else {
                         m.set_egress(p);
+                        fill_unless_offloaded(&mut m, offload);
                         leave(leaving, m, drops, cache);
                     }
                     None
@@ -450,7 +487,7 @@ impl ChainRunner {
                     None
                 }
             });
-            self.take_resumed(burst, cache, orders, o, si);
+            self.take_resumed(burst, cache, order, si);
         }
     }
 
@@ -463,14 +500,13 @@ impl ChainRunner {
         &mut self,
         burst: &mut Burst,
         cache: &mut PoolCache,
-        orders: &Orders,
-        o: usize,
+        order: Option<(&Orders, usize)>,
         si: usize,
     ) {
         if self.resumed.is_empty() {
             return;
         }
-        if orders.custom() {
+        if let Some((orders, o)) = order {
             let (detour, drops) = (&mut self.detour, &mut self.drops);
             self.resumed.retain_owned(|_, m| {
                 let mo = orders.of(m.port());
@@ -557,7 +593,14 @@ impl ChainRunner {
             };
             f(st, &mut ctx);
             if !self.emitted.is_empty() {
-                move_emitted(&mut self.emitted, leaving, &mut self.drops, cache, nports);
+                move_emitted(
+                    &mut self.emitted,
+                    leaving,
+                    &mut self.drops,
+                    cache,
+                    nports,
+                    &self.offload_csum,
+                );
             }
         }
     }
@@ -571,18 +614,20 @@ impl ChainRunner {
         cache: &mut PoolCache,
         nports: u16,
     ) {
-        // The usual case: every packet has a valid egress; one copy of the pointers moves them.
+        // The usual case: every packet has a valid egress, and is neither a copy nor waiting
+        // for checksums; one copy of the pointers moves them.
         if burst
             .as_slice()
             .iter()
-            .all(|m| m.egress() < nports && !m.is_copy())
+            .all(|m| m.egress() < nports && !m.has_any_flag(FLAG_COPY | FLAG_TX_CSUM))
             && burst.append_to(leaving)
         {
             return;
         }
         let drops = &mut self.drops;
         let copies = &mut self.copies_consumed;
-        burst.retain_owned(|_, m| {
+        let offload = &self.offload_csum;
+        burst.retain_owned(|_, mut m| {
             let e = m.egress();
             if m.is_copy() {
                 *copies += 1;
@@ -594,6 +639,7 @@ impl ChainRunner {
                 drops.count(DropReason::BadPort);
                 cache.free(m);
             } else {
+                fill_unless_offloaded(&mut m, offload);
                 leave(leaving, m, drops, cache);
             }
             None
@@ -607,6 +653,7 @@ fn move_emitted(
     drops: &mut DropCounters,
     cache: &mut PoolCache,
     nports: u16,
+    offload: &[bool],
 ) {
     emitted.retain_owned(|_, m| {
         if m.handoff().is_some() {
@@ -620,10 +667,26 @@ fn move_emitted(
             });
             cache.free(m);
         } else {
+            let mut m = m;
+            fill_unless_offloaded(&mut m, offload);
             leave(leaving, m, drops, cache);
         }
         None
     });
+}
+
+/// Fills now, in software, the checksums a stage left to transmit, unless the device of the
+/// packet's egress port will.
+#[inline(always)]
+fn fill_unless_offloaded(m: &mut Mbuf, offload: &[bool]) {
+    if m.tx_csum().is_some()
+        && !offload
+            .get(usize::from(m.egress()))
+            .copied()
+            .unwrap_or(false)
+    {
+        m.fill_tx_csum();
+    }
 }
 
 #[inline(always)]

@@ -484,6 +484,7 @@ impl<'a> Engine<'a> {
                         let mut runner = ChainRunner::new(stages.len());
                         runner.orders =
                             Orders::new(stages.len(), &opts.orders).map_err(EngineError::Config)?;
+                        runner.offload_csum = ports.iter().map(|p| p.tx_csum_offload()).collect();
                         let mut w = Direct {
                             offline: opts.offline,
                             seq: 0,
@@ -554,6 +555,8 @@ impl<'a> Engine<'a> {
         } = self;
         let nworkers = opts.worker_cores.len();
         let nports = ports.len() as u16;
+        // Which ports' devices fill the checksums stages leave to transmit.
+        let offload_csum: Vec<bool> = ports.iter().map(|p| p.tx_csum_offload()).collect();
         // Stage sets: one chain per worker (run-to-completion) or one chain cut in segments.
         let mut sets: Vec<Vec<Box<dyn Stage>>> = Vec::with_capacity(nworkers);
         let pipeline = match &opts.layout {
@@ -638,11 +641,13 @@ impl<'a> Engine<'a> {
                 let core = opts.worker_cores[i];
                 let opts = &opts;
                 let last = !pipeline || i + 1 == nworkers;
+                let offload_csum = offload_csum.clone();
                 handles.push(s.spawn(move || -> Result<WorkerReport, EngineError> {
                     pin(core, &format!("worker {i}"))?;
                     let mut runner = ChainRunner::new(stages.len());
                     // Handoffs go between run-to-completion workers, through the I/O thread.
                     runner.can_handoff = !pipeline;
+                    runner.offload_csum = offload_csum;
                     if !pipeline {
                         let orders = Orders::new(stages.len(), &opts.orders);
                         runner.orders = match orders {
@@ -957,15 +962,6 @@ fn send(
     cache: &mut PoolCache,
     drops: &mut DropCounters,
 ) -> Result<(), EngineError> {
-    if !port.tx_csum_offload() {
-        // Checksums a stage left to transmit ([`pmd::Mbuf::request_tx_csum`]), filled here
-        // for a port whose device does not.
-        for m in b.as_mut_slice() {
-            if m.tx_csum().is_some() {
-                m.fill_tx_csum();
-            }
-        }
-    }
     let mut tries = 0;
     while !b.is_empty() {
         port.tx_burst(0, cache, b)?;

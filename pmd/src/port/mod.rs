@@ -181,7 +181,7 @@ pub trait Port: Send {
 
     /// Whether the device fills the checksums a stage left to transmit
     /// ([`crate::Mbuf::request_tx_csum`]); for a port without, the engine fills them in
-    /// software ([`crate::csum::fill_ipv4`]) before handing it the packets.
+    /// software ([`crate::csum::fill_ipv4`]) as the packets leave the chain.
     fn tx_csum_offload(&self) -> bool {
         false
     }
