@@ -96,10 +96,26 @@ fn check(step: usize) {
                 bad += 1;
             }
         }
+        let shapes: Vec<String> = snap
+            .v4
+            .shapes()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}n/{}l/{}e/d{}/{}KiB",
+                    s.nodes,
+                    s.leaves,
+                    s.entries,
+                    s.depth,
+                    s.bytes / 1024
+                )
+            })
+            .collect();
         println!(
-            "{set}: {n} rules, {} tables, {} headers checked, {bad} wrong",
+            "{set}: {n} rules, {} tables, {} headers checked, {bad} wrong; trees {}",
             snap.v4.tables(),
-            sample.len()
+            sample.len(),
+            shapes.join(" ")
         );
         assert_eq!(bad, 0, "{set}");
     }

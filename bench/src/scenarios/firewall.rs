@@ -636,7 +636,7 @@ fn run_set(a: &Args, dir: &Path, name: &str, peer: &mut PeerState) -> Res<SetRes
         ));
     }
     println!(
-        "{name}: {} rules, {} headers; ours: {} tables, {:.2} MiB (+ {:.2} MiB writer index), built in {ours_build_ms:.1} ms, every header's rule right",
+        "{name}: {} rules, {} headers; ours: {} trees/tables, {:.2} MiB (+ {:.2} MiB writer index), built in {ours_build_ms:.1} ms, every header's rule right",
         set.rules.len(),
         set.keys.len(),
         snap.v4.tables(),
@@ -802,7 +802,7 @@ fn set_rows(s: &SetResult, hz: u64) -> Vec<Row> {
         })
         .collect();
     let mut note = format!(
-        "{} rules, {}-header trace, {} tables; cycles per classification: ours {:.0} (TSC {:.2} GHz)",
+        "{} rules, {}-header trace, {} trees/tables; cycles per classification: ours {:.0} (TSC {:.2} GHz)",
         s.rules,
         s.headers,
         s.tables,
@@ -846,7 +846,8 @@ fn set_rows(s: &SetResult, hz: u64) -> Vec<Row> {
         peer_tool: peer_mem.map(|_| "rte_acl runtime (`total:` of its build log)".into()),
         ratio: peer_mem.map(|p| p as f64 / s.ours_bytes.max(1) as f64),
         note: Some(format!(
-            "ours: the snapshot workers read (tables, buckets, rules; estimated from capacities), \
+            "ours: the snapshot workers read (tree nodes, leaves and their rule entries; \
+             tuple-space tables, buckets, rules; estimated from capacities), \
              plus {:.2} MiB of writer index on the control side; rte_acl's build used {} transiently{}",
             mib(s.index_bytes as f64),
             s.peer_first()
