@@ -847,12 +847,15 @@ impl Direct {
                 break;
             }
             let mut got_any = false;
-            let mut all_done = true;
-            for pi in 0..ports.len() {
-                let n = ports[pi].rx_burst(0, &mut self.cache, &mut burst, burst_size)?;
-                if !ports[pi].at_end() {
-                    all_done = false;
-                }
+            let (range, until) = match self.offline {
+                true => replay_next(ports)?.map_or((0..ports.len(), u64::MAX), |(pi, until)| {
+                    (pi..pi + 1, until)
+                }),
+                false => (0..ports.len(), u64::MAX),
+            };
+            for pi in range {
+                let n =
+                    ports[pi].rx_burst_until(0, &mut self.cache, &mut burst, burst_size, until)?;
                 if n == 0 {
                     continue;
                 }
@@ -884,7 +887,7 @@ impl Direct {
                 }
                 self.transmit(ports, &mut leaving)?;
             }
-            if all_done {
+            if ports.iter().all(|p| p.at_end()) {
                 break;
             }
             if got_any {
@@ -1247,18 +1250,28 @@ impl IoThread {
         loop {
             let mut worked = false;
             if !rx_done {
-                let mut all_done = true;
-                for pi in 0..ports.len() {
-                    let n = ports[pi].rx_burst(0, &mut self.cache, &mut burst, self.burst)?;
-                    if !ports[pi].at_end() {
-                        all_done = false;
-                    }
+                let (range, until) = match self.offline {
+                    true => replay_next(ports)?
+                        .map_or((0..ports.len(), u64::MAX), |(pi, until)| {
+                            (pi..pi + 1, until)
+                        }),
+                    false => (0..ports.len(), u64::MAX),
+                };
+                for pi in range {
+                    let n = ports[pi].rx_burst_until(
+                        0,
+                        &mut self.cache,
+                        &mut burst,
+                        self.burst,
+                        until,
+                    )?;
                     if n == 0 {
                         continue;
                     }
                     worked = true;
                     self.dispatch(&mut burst, &mut staging, ports, stop)?;
                 }
+                let all_done = ports.iter().all(|p| p.at_end());
                 self.progress.mark.store(self.seq, Ordering::Release);
                 if all_done || stop.load(Ordering::Relaxed) {
                     rx_done = true;
@@ -1550,6 +1563,33 @@ fn flush_txbufs(
         }
     }
     Ok(())
+}
+
+/// Offline replay from several files: the port to read next, and the capture time up to which
+/// to read it, so that packets enter in capture-time order across ports (equal times in port
+/// order). `None` (read every port in turn) unless every port still receiving is a file.
+fn replay_next(ports: &mut [Box<dyn Port>]) -> Result<Option<(usize, u64)>, EngineError> {
+    if ports.len() < 2 {
+        return Ok(None);
+    }
+    let mut best: Option<(usize, u64)> = None;
+    let mut until = u64::MAX;
+    for (i, p) in ports.iter_mut().enumerate() {
+        match p.next_timestamp()? {
+            Some(ts) => match best {
+                Some((_, b)) if b <= ts => until = until.min(ts),
+                Some((_, b)) => {
+                    until = until.min(b);
+                    best = Some((i, ts));
+                }
+                None => best = Some((i, ts)),
+            },
+            None if p.at_end() => {}
+            // A port that is not a file (or not at its end): nothing to merge by.
+            None => return Ok(None),
+        }
+    }
+    Ok(best.map(|(i, _)| (i, until)))
 }
 
 /// The symmetric flow hash of a frame (0 for frames whose headers do not parse: they all go to

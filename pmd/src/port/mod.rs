@@ -169,6 +169,27 @@ pub trait Port: Send {
         max: usize,
     ) -> Result<usize, PortError>;
 
+    /// [`Port::rx_burst`], stopping before the first packet captured after `until`
+    /// (nanoseconds): for a port replaying a file, so that several files replay merged by
+    /// capture time. Other ports ignore `until`.
+    fn rx_burst_until(
+        &mut self,
+        queue: u16,
+        pool: &mut PoolCache,
+        burst: &mut Burst,
+        max: usize,
+        until: u64,
+    ) -> Result<usize, PortError> {
+        let _ = until;
+        self.rx_burst(queue, pool, burst, max)
+    }
+
+    /// For a port replaying a file: the capture time of the next packet it would receive
+    /// (reading it ahead); `None` at the end, and for every port that is not a file.
+    fn next_timestamp(&mut self) -> Result<Option<u64>, PortError> {
+        Ok(None)
+    }
+
     /// Transmits packets from the front of `burst`. Every packet it takes is either sent or
     /// counted as a port drop, and its buffer is freed into `pool`; returns how many it took.
     /// Packets left in `burst` could not be taken now (the caller retries or drops them).

@@ -71,6 +71,10 @@ pub struct PcapPort {
     output: Option<PcapWriter<BufWriter<File>>>,
     stats: PortStats,
     scan: ScanReport,
+    /// The next record, read ahead (for [`Port::next_timestamp`]) and not received yet: its
+    /// capture time, original length and bytes (a buffer reused record after record).
+    ahead: Option<(u64, u32)>,
+    ahead_data: Vec<u8>,
 }
 
 impl PcapPort {
@@ -101,6 +105,8 @@ impl PcapPort {
             output: writer,
             stats: PortStats::default(),
             scan,
+            ahead: None,
+            ahead_data: Vec::new(),
         })
     }
 
@@ -122,45 +128,105 @@ impl Port for PcapPort {
 
     fn rx_burst(
         &mut self,
+        queue: u16,
+        pool: &mut PoolCache,
+        burst: &mut Burst,
+        max: usize,
+    ) -> Result<usize, PortError> {
+        self.rx_burst_until(queue, pool, burst, max, u64::MAX)
+    }
+
+    fn rx_burst_until(
+        &mut self,
         _queue: u16,
         pool: &mut PoolCache,
         burst: &mut Burst,
         max: usize,
+        until: u64,
     ) -> Result<usize, PortError> {
         let Some(reader) = self.input.as_mut() else {
             return Ok(0);
         };
         let mut got = 0;
-        while got < max && self.remaining > 0 && burst.room() > 0 {
+        while got < max && (self.remaining > 0 || self.ahead.is_some()) && burst.room() > 0 {
             // Take the buffer first: with none free, stop reading (back-pressure, no loss).
             let Some(mut m) = pool.alloc() else { break };
-            let rec = match reader.next_record() {
-                Ok(Some(rec)) => rec,
-                Ok(None) | Err(PcapError::Truncated { .. }) => {
-                    self.remaining = 0;
+            let (ts, orig_len, fits) = match self.ahead {
+                // The record read ahead: received now unless it is still too late.
+                Some((ts, _)) if ts > until => {
                     pool.free(m);
                     break;
                 }
-                Err(e) => {
-                    pool.free(m);
-                    return Err(e.into());
+                Some((ts, orig_len)) => {
+                    self.ahead = None;
+                    (ts, orig_len, m.copy_from(&self.ahead_data))
+                }
+                None => {
+                    let rec = match reader.next_record() {
+                        Ok(Some(rec)) => rec,
+                        Ok(None) | Err(PcapError::Truncated { .. }) => {
+                            self.remaining = 0;
+                            pool.free(m);
+                            break;
+                        }
+                        Err(e) => {
+                            pool.free(m);
+                            return Err(e.into());
+                        }
+                    };
+                    self.remaining -= 1;
+                    if rec.ts_ns > until {
+                        // Captured after what may be received now: kept for later.
+                        self.ahead_data.clear();
+                        self.ahead_data.extend_from_slice(rec.data);
+                        self.ahead = Some((rec.ts_ns, rec.orig_len));
+                        pool.free(m);
+                        break;
+                    }
+                    (rec.ts_ns, rec.orig_len, m.copy_from(rec.data))
                 }
             };
-            self.remaining -= 1;
-            if !m.copy_from(rec.data) {
+            if !fits {
                 self.stats.drop_one(PortDrop::RxOversize);
                 pool.free(m);
                 continue;
             }
-            m.set_timestamp(rec.ts_ns);
-            m.set_snap_cut(rec.orig_len.saturating_sub(rec.data.len() as u32));
+            let len = m.len();
+            m.set_timestamp(ts);
+            m.set_snap_cut(orig_len.saturating_sub(len as u32));
             m.set_port(self.id);
             self.stats.rx_packets += 1;
-            self.stats.rx_bytes += rec.data.len() as u64;
+            self.stats.rx_bytes += len as u64;
             let _ = burst.push(m);
             got += 1;
         }
         Ok(got)
+    }
+
+    fn next_timestamp(&mut self) -> Result<Option<u64>, PortError> {
+        if let Some((ts, _)) = self.ahead {
+            return Ok(Some(ts));
+        }
+        let Some(reader) = self.input.as_mut() else {
+            return Ok(None);
+        };
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        match reader.next_record() {
+            Ok(Some(rec)) => {
+                self.remaining -= 1;
+                self.ahead_data.clear();
+                self.ahead_data.extend_from_slice(rec.data);
+                self.ahead = Some((rec.ts_ns, rec.orig_len));
+                Ok(Some(rec.ts_ns))
+            }
+            Ok(None) | Err(PcapError::Truncated { .. }) => {
+                self.remaining = 0;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn tx_burst(
@@ -209,10 +275,69 @@ impl Port for PcapPort {
     }
 
     fn at_end(&self) -> bool {
-        self.remaining == 0
+        self.remaining == 0 && self.ahead.is_none()
     }
 
     fn stats(&self) -> PortStats {
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::HugePolicy;
+    use crate::{Pool, PoolConfig};
+
+    #[test]
+    fn reads_ahead_and_stops_at_a_capture_time() {
+        let dir = std::env::temp_dir().join(format!("pcap-until-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("in.pcap");
+        let mut w = PcapWriter::create(&path, LINKTYPE_ETHERNET, 65535, true).unwrap();
+        for ts in [1u64, 2, 3, 10] {
+            let f = [ts as u8; 60];
+            w.write(ts, &f, 60).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+        let pool = Pool::new(&PoolConfig {
+            count: 64,
+            huge: HugePolicy::Never,
+            ..PoolConfig::default()
+        })
+        .unwrap();
+        let mut cache = pool.cache();
+        let mut port = PcapPort::open("in", 0, Some(&path), None).unwrap();
+        let mut burst = Burst::new();
+        assert_eq!(port.next_timestamp().unwrap(), Some(1));
+        assert_eq!(
+            port.next_timestamp().unwrap(),
+            Some(1),
+            "peeking twice reads once"
+        );
+        assert_eq!(
+            port.rx_burst_until(0, &mut cache, &mut burst, 32, 2)
+                .unwrap(),
+            2
+        );
+        assert_eq!(port.next_timestamp().unwrap(), Some(3));
+        assert!(!port.at_end(), "a packet read ahead is still to come");
+        assert_eq!(port.rx_burst(0, &mut cache, &mut burst, 32).unwrap(), 2);
+        assert!(port.at_end());
+        assert_eq!(port.next_timestamp().unwrap(), None);
+        let got: Vec<(u64, u8)> = burst
+            .as_slice()
+            .iter()
+            .map(|m| (m.timestamp(), m.data()[0]))
+            .collect();
+        assert_eq!(
+            got,
+            [(1, 1), (2, 2), (3, 3), (10, 10)],
+            "every packet once, in order"
+        );
+        assert_eq!(port.stats().rx_packets, 4);
+        cache.free_burst(&mut burst);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
