@@ -361,3 +361,56 @@ fn bad_orders_are_refused_with_file_line_and_key() {
         assert!(e.key.starts_with("chain.order."), "{s}");
     }
 }
+
+/// Replay reads several captures merged by capture time: the subscriber's ACK (inside, 2 ms)
+/// comes after the SYN-ACK (outside, 1 ms), so the firewall has seen the reply and passes the
+/// ACK as established. Read port by port, the ACK would come first and be `invalid`.
+#[test]
+fn captures_of_both_sides_replay_in_capture_time_order() {
+    for (lname, engine) in LAYOUTS {
+        let dir = std::env::temp_dir().join(format!("chain-merge-{}-{lname}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ms = 1_000_000;
+        let inside = [
+            (T0, tcp("10.0.0.2", 8080, "203.0.113.1", 443, SYN, 100, 0)),
+            (
+                T0 + 2 * ms,
+                tcp("10.0.0.2", 8080, "203.0.113.1", 443, ACK, 101, 501),
+            ),
+        ];
+        let outside = [(
+            T0 + ms,
+            tcp("203.0.113.1", 443, "198.51.100.1", 80, SYN | ACK, 500, 101),
+        )];
+        let (ip_in, ip_out) = (dir.join("in-inside.pcap"), dir.join("in-outside.pcap"));
+        write(&ip_in, &inside);
+        write(&ip_out, &outside);
+        let text = format!(
+            "[memory]\nbuffers = 16384\nhugepages = \"never\"\n[engine]\n{engine}\n[replay]\ninputs = [\"inside\", \"outside\"]\noutputs = [\"outside\", \"inside\"]\n{ORDER}{STAGES}"
+        );
+        let cfg = Config::parse("merge.toml", &text, &dir).unwrap();
+        let (op_out, op_in) = (dir.join("out-outside.pcap"), dir.join("out-inside.pcap"));
+        let files = ReplayFiles {
+            inputs: vec![ip_in.display().to_string(), ip_out.display().to_string()],
+            outputs: vec![op_out.display().to_string(), op_in.display().to_string()],
+        };
+        let report = build::run(&cfg, Some(&files), &AtomicBool::new(false)).unwrap();
+        assert!(report.balanced(), "{lname}: {}", report.render());
+        let out = read(&op_out);
+        let flags: Vec<u8> = out.iter().map(|f| decode(f).4).collect();
+        assert_eq!(
+            flags,
+            [SYN, ACK],
+            "{lname}: both of the subscriber's segments leave"
+        );
+        let inside_out = read(&op_in);
+        assert_eq!(inside_out.len(), 1, "{lname}");
+        assert_eq!(decode(&inside_out[0]).4, SYN | ACK, "{lname}");
+        assert_eq!(
+            report.drops().total() + report.stage_drop_total(),
+            0,
+            "{lname}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -13,7 +13,7 @@
 //! before its filter and the outbound one (POSTROUTING) after, so a stateful firewall sees both
 //! directions of a NATed connection with the inside tuple; here the chain `firewall, nat44,
 //! router` with `outside = [nat44, firewall, router]` does the same. A burst of mixed ports
-//! runs as one sub-burst per order. A held packet a stage releases while a burst of another
+//! runs as consecutive sub-bursts, one per run of packets of one order, in burst order. A held packet a stage releases while a burst of another
 //! order runs goes on from that stage in its own order once the burst is done.
 
 use pmd::mbuf::{FLAG_COPY, FLAG_TX_CSUM, NO_EGRESS};
@@ -276,8 +276,9 @@ impl ChainRunner {
         self.orders = orders;
     }
 
-    /// [`ChainRunner::run_at`] when ports have orders of their own: one sub-burst per order,
-    /// then the detours; the survivors of all go back into `burst`.
+    /// [`ChainRunner::run_at`] when ports have orders of their own: one sub-burst per run of
+    /// packets of one order, in burst order, then the detours; the survivors of all go back
+    /// into `burst`.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn run_orders(
@@ -295,11 +296,16 @@ impl ChainRunner {
         let mut part = self.part.take().unwrap_or_default();
         let mut done = self.done.take().unwrap_or_default();
         while let Some(first) = burst.as_slice().first() {
+            // The leading run of packets of one order: runs go in burst order, so a packet
+            // never overtakes one that arrived before it on another port (a reply its
+            // request's stage state must already hold).
             let o = orders.of(first.port());
+            let mut leading = true;
             burst.retain_owned(|_, m| {
-                if orders.of(m.port()) == o {
+                if leading && orders.of(m.port()) == o {
                     part.push(m).err()
                 } else {
+                    leading = false;
                     Some(m)
                 }
             });
