@@ -13,29 +13,13 @@ use dataplane::build::{self, ReplayFiles};
 use dataplane::config::Config;
 use pmd::pcap::{PcapReader, PcapWriter, LINKTYPE_ETHERNET};
 
+mod common;
+use common::{csum, pseudo};
+
 const T0: u64 = 1_700_000_000_000_000_000;
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const RST: u8 = 0x04;
-
-fn csum(data: &[u8], init: u32) -> u16 {
-    let mut s = init;
-    for c in data.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-fn pseudo(src: [u8; 4], dst: [u8; 4], proto: u8, len: usize) -> u32 {
-    let mut s = u32::from(proto) + len as u32;
-    for c in src.chunks(2).chain(dst.chunks(2)) {
-        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    s
-}
 
 fn ip(s: &str) -> [u8; 4] {
     s.parse::<std::net::Ipv4Addr>().unwrap().octets()

@@ -15,6 +15,9 @@ use dataplane::stage::Stage;
 use pmd::mem::HugePolicy;
 use pmd::{Burst, Pool, PoolCache, PoolConfig};
 
+mod common;
+use common::{csum, pseudo};
+
 const INSIDE: u16 = 0;
 const OUTSIDE: u16 = 1;
 const MAC_IN: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -44,30 +47,6 @@ fn should(name: &str, met: bool) {
 
 // ---------------------------------------------------------------------------------------------
 // An independent encoder/decoder.
-
-fn csum(data: &[u8], init: u32) -> u16 {
-    let mut s = init as u64;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            (u16::from(c[0]) << 8) | u16::from(c[1])
-        } else {
-            u16::from(c[0]) << 8
-        };
-        s += u64::from(w);
-    }
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-fn pseudo(src: [u8; 4], dst: [u8; 4], proto: u8, len: usize) -> u32 {
-    let mut s = 0u32;
-    for c in src.chunks(2).chain(dst.chunks(2)) {
-        s += (u32::from(c[0]) << 8) | u32::from(c[1]);
-    }
-    s + u32::from(proto) + len as u32
-}
 
 /// An IPv4 packet in an Ethernet frame; `l4` gets its checksum filled (unless UDP with
 /// `udp_zero`).

@@ -18,23 +18,15 @@ use dataplane::engine::{ClockMode, Engine};
 use pmd::port::{Port, PortError, PortStats};
 use pmd::{Burst, PoolCache};
 
+mod common;
+use common::csum;
+
 const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const WAN_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const PEER_MAC: [u8; 6] = [2, 0xee, 0, 0, 0, 9];
 
 fn host_mac(last: u8) -> [u8; 6] {
     [0x52, 0x54, 0, 0, 0, last]
-}
-
-fn csum(b: &[u8]) -> u16 {
-    let mut s = 0u32;
-    for c in b.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 /// A UDP/IPv4 frame from `src` to `dst` (received on the WAN side), carrying `id`.
@@ -46,7 +38,7 @@ fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, id: u32) -> Vec<u8> {
     let mut ip = vec![0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0];
     ip.extend_from_slice(&src);
     ip.extend_from_slice(&dst);
-    let c = csum(&ip);
+    let c = csum(&ip, 0);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(&sport.to_be_bytes());
@@ -314,7 +306,7 @@ interfaces = [
         assert_eq!(f[0..6], host_mac(f[33]), "to the host's MAC");
         assert_eq!(f[6..12], LAN_MAC);
         assert_eq!(f[22], 63, "TTL decremented once");
-        assert_eq!(csum(&f[14..34]), 0, "IPv4 header checksum");
+        assert_eq!(csum(&f[14..34], 0), 0, "IPv4 header checksum");
     }
     let counter = |name: &str| -> u64 {
         report

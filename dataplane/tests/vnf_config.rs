@@ -10,26 +10,19 @@ use dataplane::build::{self, ReplayFiles};
 use dataplane::config::Config;
 use pmd::pcap::{PcapReader, PcapWriter, LINKTYPE_ETHERNET};
 
+mod common;
+use common::{csum, pseudo};
+
 const T0: u64 = 1_700_000_000_000_000_000;
 
-fn csum(data: &[u8], init: u32) -> u16 {
-    let mut s = init;
-    for c in data.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-fn pseudo(ip: &[u8]) -> u32 {
-    let len = u16::from_be_bytes([ip[2], ip[3]]) as u32 - 20;
-    let mut s = u32::from(ip[9]) + len;
-    for c in ip[12..20].chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    s
+/// The pseudo-header sum of the IPv4 packet `ip` (a 20-byte header).
+fn pseudo_of(ip: &[u8]) -> u32 {
+    let len = usize::from(u16::from_be_bytes([ip[2], ip[3]])) - 20;
+    let (s, d) = (
+        ip[12..16].try_into().unwrap(),
+        ip[16..20].try_into().unwrap(),
+    );
+    pseudo(s, d, ip[9], len)
 }
 
 /// An Ethernet/IPv4 frame to the router's inside MAC, with right checksums.
@@ -42,7 +35,7 @@ fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
     let c = csum(&h, 0);
     h[10..12].copy_from_slice(&c.to_be_bytes());
     let at = if proto == 6 { 16 } else { 6 };
-    let c = csum(&l4, pseudo(&h));
+    let c = csum(&l4, pseudo_of(&h));
     l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
     f.extend(h);
     f.extend(l4);
@@ -115,7 +108,7 @@ fn the_shipped_vnf_chain_translates_routes_and_protects() {
         let ip = &o[14..];
         let tot = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
         assert_eq!(csum(&ip[..20], 0), 0, "IPv4 checksum");
-        assert_eq!(csum(&ip[20..tot], pseudo(ip)), 0, "L4 checksum");
+        assert_eq!(csum(&ip[20..tot], pseudo_of(ip)), 0, "L4 checksum");
         assert_eq!(ip[8], 63, "one hop older");
         assert_eq!(ip[12..15], [198, 51, 100], "a pool address");
         assert!(ip[15] < 16, "a pool address");

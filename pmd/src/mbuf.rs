@@ -428,11 +428,6 @@ impl Mbuf {
     pub fn has_any_flag(&self, mask: u16) -> bool {
         self.hdr().flags & mask != 0
     }
-    /// Clears a request of [`Mbuf::request_tx_csum`] (the device took it).
-    #[inline]
-    pub fn clear_tx_csum(&mut self) {
-        self.hdr_mut().flags &= !FLAG_TX_CSUM;
-    }
     /// The stage metadata cache line (64 bytes). Not cleared on allocation (that would cost a
     /// cache line per packet): a stage writes what it later reads.
     #[inline(always)]
@@ -597,6 +592,21 @@ impl Burst {
                 self.len = kept;
             }
         }
+    }
+
+    /// Moves the leading run of buffers for which `same` holds to the end of `dst`, in order,
+    /// as far as `dst` has room; the rest stay, in order. Returns how many moved.
+    #[inline]
+    pub fn move_run_to(&mut self, dst: &mut Burst, mut same: impl FnMut(&Mbuf) -> bool) -> usize {
+        let n = self
+            .as_slice()
+            .iter()
+            .take_while(|m| same(m))
+            .count()
+            .min(dst.room());
+        // `n` fits `dst`: every push succeeds (a failed one would keep its buffer here).
+        self.retain_owned(|i, m| if i < n { dst.push(m).err() } else { Some(m) });
+        n
     }
 
     /// Where the next pushed buffer goes: `room()` slots from here are free. For a driver's

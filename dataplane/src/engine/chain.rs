@@ -13,8 +13,9 @@
 //! before its filter and the outbound one (POSTROUTING) after, so a stateful firewall sees both
 //! directions of a NATed connection with the inside tuple; here the chain `firewall, nat44,
 //! router` with `outside = [nat44, firewall, router]` does the same. A burst of mixed ports
-//! runs as consecutive sub-bursts, one per run of packets of one order, in burst order. A held packet a stage releases while a burst of another
-//! order runs goes on from that stage in its own order once the burst is done.
+//! runs as consecutive sub-bursts, one per run of packets of one order, in burst order. A held
+//! packet a stage releases while a burst of another order runs goes on from that stage in its
+//! own order once the burst is done.
 
 use pmd::mbuf::{FLAG_COPY, FLAG_TX_CSUM, NO_EGRESS};
 use pmd::{Burst, Mbuf, PoolCache, BURST_MAX};
@@ -46,14 +47,11 @@ impl Orders {
         let mut o = Orders::chain(stages);
         for (port, seq) in custom {
             let mut seen = vec![false; stages];
-            for &s in seq {
-                if s >= stages || std::mem::replace(&mut seen[s], true) {
-                    return Err(format!(
-                        "port {port}: the order must name each of the {stages} stages once"
-                    ));
-                }
-            }
-            if seq.len() != stages {
+            let permutation = seq.len() == stages
+                && seq
+                    .iter()
+                    .all(|&s| s < stages && !std::mem::replace(&mut seen[s], true));
+            if !permutation {
                 return Err(format!(
                     "port {port}: the order must name each of the {stages} stages once"
                 ));
@@ -300,15 +298,7 @@ impl ChainRunner {
             // never overtakes one that arrived before it on another port (a reply its
             // request's stage state must already hold).
             let o = orders.of(first.port());
-            let mut leading = true;
-            burst.retain_owned(|_, m| {
-                if leading && orders.of(m.port()) == o {
-                    part.push(m).err()
-                } else {
-                    leading = false;
-                    Some(m)
-                }
-            });
+            burst.move_run_to(&mut part, |m| orders.of(m.port()) == o);
             let from = match start {
                 Start::Beginning => 0,
                 Start::At(s) => orders.position(o, s).unwrap_or(usize::MAX),

@@ -1051,16 +1051,12 @@ impl HandoffWorker {
         let kind = |m: &Mbuf| m.handoff().map(|h| h.1);
         let mut ran = 0u64;
         while let Some(k) = burst.as_slice().first().map(kind) {
-            let n = burst.as_slice().iter().take_while(|m| kind(m) == k).count();
-            burst.retain_owned(|i, mut m| {
-                if i >= n {
-                    return Some(m);
-                }
-                if k.is_some() {
+            let n = burst.move_run_to(part, |m| kind(m) == k);
+            if k.is_some() {
+                for m in part.as_mut_slice() {
                     m.arrive();
                 }
-                part.push(m).err()
-            });
+            }
             let (w, np) = (self.index, self.nports);
             match k {
                 None => self

@@ -8,7 +8,9 @@
 //! back, so replay never loses a packet for lack of memory.
 //!
 //! Output keeps each packet's input timestamp (nanosecond pcap), so expected outputs are
-//! byte-for-byte reproducible.
+//! byte-for-byte reproducible. An input port can read one record ahead
+//! ([`Port::next_timestamp`]) and stop before a capture time ([`Port::rx_burst_until`]): that
+//! is how replay merges several input files by capture time.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -17,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Port, PortDrop, PortError, PortStats};
 use crate::mbuf::Burst;
-use crate::pcap::{PcapError, PcapReader, PcapWriter, LINKTYPE_ETHERNET};
+use crate::pcap::{PcapError, PcapReader, PcapWriter, Record, LINKTYPE_ETHERNET};
 use crate::pool::PoolCache;
 
 /// What the opening scan found in an input capture.
@@ -121,6 +123,14 @@ impl PcapPort {
     }
 }
 
+/// Keeps a record read ahead of its turn: its time and length in `ahead`, its bytes in `data`
+/// (a buffer reused record after record, so reading ahead allocates nothing once warm).
+fn keep_ahead(ahead: &mut Option<(u64, u32)>, data: &mut Vec<u8>, rec: &Record<'_>) {
+    data.clear();
+    data.extend_from_slice(rec.data);
+    *ahead = Some((rec.ts_ns, rec.orig_len));
+}
+
 impl Port for PcapPort {
     fn name(&self) -> &str {
         &self.name
@@ -177,9 +187,7 @@ impl Port for PcapPort {
                     self.remaining -= 1;
                     if rec.ts_ns > until {
                         // Captured after what may be received now: kept for later.
-                        self.ahead_data.clear();
-                        self.ahead_data.extend_from_slice(rec.data);
-                        self.ahead = Some((rec.ts_ns, rec.orig_len));
+                        keep_ahead(&mut self.ahead, &mut self.ahead_data, &rec);
                         pool.free(m);
                         break;
                     }
@@ -216,9 +224,7 @@ impl Port for PcapPort {
         match reader.next_record() {
             Ok(Some(rec)) => {
                 self.remaining -= 1;
-                self.ahead_data.clear();
-                self.ahead_data.extend_from_slice(rec.data);
-                self.ahead = Some((rec.ts_ns, rec.orig_len));
+                keep_ahead(&mut self.ahead, &mut self.ahead_data, &rec);
                 Ok(Some(rec.ts_ns))
             }
             Ok(None) | Err(PcapError::Truncated { .. }) => {
