@@ -188,6 +188,24 @@ impl DropCounters {
     }
 }
 
+/// Which worker the engine dispatches a flow's packets to ([`Ctx::flow_placer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowPlacer {
+    workers: usize,
+}
+
+impl FlowPlacer {
+    /// The worker that the packets of `frame`'s flow are dispatched to, were they not
+    /// fragmented: for a first fragment, which the dispatch places with the rest of its
+    /// datagram by addresses and protocol only, the worker that tracks its connection. `None`
+    /// for a non-first fragment or a frame that does not parse.
+    #[inline]
+    pub fn worker(&self, frame: &[u8]) -> Option<usize> {
+        let h = crate::engine::unfragmented_flow_hash(frame)?;
+        Some(crate::engine::worker_for_hash(h, self.workers))
+    }
+}
+
 /// What a stage is given besides the burst: the time, and the means to create packets, and
 /// to release or give up packets it holds.
 ///
@@ -203,6 +221,8 @@ pub struct Ctx<'a> {
     pub(crate) stage: usize,
     /// Whether this layout can hand packets to other workers ([`Next::handoff`]).
     pub(crate) can_handoff: bool,
+    /// Workers the flow hash alone places packets on (see [`Ctx::flow_worker`]); 0 if not so.
+    pub(crate) flow_workers: usize,
     pub(crate) cache: &'a mut pmd::PoolCache,
     pub(crate) emitted: &'a mut pmd::Burst,
     /// Where [`Ctx::resume`] puts packets back into the chain (`None` outside `process`).
@@ -274,6 +294,18 @@ impl Ctx<'_> {
     #[inline]
     pub fn can_handoff(&self) -> bool {
         self.can_handoff
+    }
+
+    /// Where the flow hash alone places packets on several workers: the means to tell which
+    /// worker a flow lives on ([`FlowPlacer::worker`]). `None` where that is not known: one
+    /// worker, no I/O thread dispatching (workers owning their queues, where the device's
+    /// hash places packets), a pipeline, or a stage steering packets (a NAT, which places
+    /// fragments itself).
+    #[inline]
+    pub fn flow_placer(&self) -> Option<FlowPlacer> {
+        (self.flow_workers >= 2 && self.can_handoff).then_some(FlowPlacer {
+            workers: self.flow_workers,
+        })
     }
 
     /// Gives up a held packet, counted under the stage's own reason `code`.

@@ -15,6 +15,8 @@ use dataplane::config::Config;
 use dataplane::engine::Report;
 use pmd::pcap::{PcapReader, PcapWriter, LINKTYPE_ETHERNET};
 
+mod common;
+
 fn corpus() -> Option<PathBuf> {
     let d = match std::env::var_os("DATAPLANE_CORPUS") {
         Some(d) => PathBuf::from(d),
@@ -346,4 +348,140 @@ fn port_rules_cannot_be_bypassed_with_fragments() {
         drops(&r2, "fragment_denied") + drops(&r2, "fragment_flushed"),
         3
     );
+}
+
+/// An Ethernet + IPv4 frame carrying `l4` (or its piece) with IP ID `id`, fragment offset
+/// `off` (bytes) and more-fragments `mf`.
+fn ipv4_frag(
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    l4: &[u8],
+    id: u16,
+    off: usize,
+    mf: bool,
+) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    let tot = 20 + l4.len();
+    let frag = (off / 8) as u16 | if mf { 0x2000 } else { 0 };
+    let mut ip = vec![0x45, 0, (tot >> 8) as u8, tot as u8];
+    ip.extend_from_slice(&id.to_be_bytes());
+    ip.extend_from_slice(&frag.to_be_bytes());
+    ip.extend_from_slice(&[64, proto, 0, 0]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let c = common::csum(&ip, 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(l4);
+    f
+}
+
+/// A UDP datagram `sp -> dp` with `len` bytes of payload, as IPv4 fragments of at most 1480
+/// bytes of it each (one unfragmented frame when it fits).
+fn udp_frags(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, len: usize, id: u16) -> Vec<Vec<u8>> {
+    let mut u = Vec::with_capacity(8 + len);
+    u.extend_from_slice(&sp.to_be_bytes());
+    u.extend_from_slice(&dp.to_be_bytes());
+    u.extend_from_slice(&((8 + len) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend((0..len).map(|i| i as u8));
+    let c = common::csum(&u, common::pseudo(src, dst, 17, u.len()));
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    let pieces: Vec<&[u8]> = u.chunks(1480).collect();
+    let last = pieces.len() - 1;
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ipv4_frag(src, dst, 17, p, id, i * 1480, i < last && last > 0))
+        .collect()
+}
+
+#[test]
+fn fragments_meet_their_connection_on_its_worker() {
+    // The dispatch places all fragments of a datagram on one worker by addresses and
+    // protocol, a connection on the worker of its whole 5-tuple. A fragmented reply must still
+    // be `established`: its first fragment goes to the connection's worker, the rest after it.
+    // Pick a client port for which the two differ on two workers, so rtc-2 depends on it.
+    use dataplane::engine::{flow_hash, unfragmented_flow_hash, worker_for_hash};
+    let (client, server) = ([10, 0, 0, 1], [192, 0, 2, 53]);
+    let sport = (1024..2048u16)
+        .find(|&sp| {
+            let f = udp_frags(server, 53, client, sp, 3000, 1);
+            let whole = unfragmented_flow_hash(&f[0]).unwrap();
+            worker_for_hash(flow_hash(&f[0]), 2) != worker_for_hash(whole, 2)
+        })
+        .expect("a port whose flow and fragments hash apart");
+    let mut input: Vec<Pkt> = Vec::new();
+    let mut t = 1_000_000_000u64;
+    let mut push = |f: Vec<u8>, input: &mut Vec<Pkt>| {
+        t += 1_000_000;
+        input.push((t, f));
+    };
+    // The request, then its reply in three fragments, last one first.
+    push(
+        udp_frags(client, sport, server, 53, 40, 7).remove(0),
+        &mut input,
+    );
+    let mut reply = udp_frags(server, 53, client, sport, 3000, 4242);
+    assert_eq!(reply.len(), 3);
+    let first = reply.remove(0);
+    for f in reply.into_iter().rev() {
+        push(f, &mut input);
+    }
+    push(first, &mut input);
+    // A fragmented datagram from port 53 to a port nobody asked from: new, so dropped.
+    for f in udp_frags(server, 53, client, sport + 1, 2000, 4243) {
+        push(f, &mut input);
+    }
+    let policy = "default = \"drop\"\ninline = [\"ct established,related accept\", \"udp dport 53 ct new accept\"]";
+    let r = replay("frag-conn", &input, policy);
+    println!(
+        "{} in, {} out, drops {:?}",
+        input.len(),
+        r.out.len(),
+        r.drops
+    );
+    assert_eq!(
+        r.out.len(),
+        4,
+        "the request and the reply's three fragments"
+    );
+    assert_eq!(
+        r.drops,
+        vec![
+            ("default_drop".to_string(), 1),
+            ("fragment_denied".to_string(), 1)
+        ]
+    );
+    let ids = |id: u16| {
+        r.out
+            .iter()
+            .filter(|p| p.1[18..20] == id.to_be_bytes())
+            .count()
+    };
+    assert_eq!(
+        (ids(7), ids(4242)),
+        (1, 3),
+        "the request and the whole reply"
+    );
+
+    // Real captures: an ICMP echo request in two fragments whose reply is not fragmented, and
+    // a DNS reply in three fragments to an unfragmented query.
+    let Some(dir) = corpus() else { return };
+    let f = "suricata_ipv4frags.pcap";
+    let r = replay(
+        f,
+        &read(&dir.join(f)),
+        "default = \"drop\"\ninline = [\"ct established,related accept\", \"icmp type 8 ct new accept\"]",
+    );
+    assert_eq!((r.out.len(), r.drops.len()), (3, 0), "{f}: {:?}", r.drops);
+    let f = "zeek_ipv6_frag_dns.pcap";
+    let r = replay(
+        f,
+        &read(&dir.join(f)),
+        "default = \"drop\"\ninline = [\"ct established,related accept\", \"udp dport 53 ct new accept\"]",
+    );
+    println!("{f}: {} out, drops {:?}", r.out.len(), r.drops);
+    assert_eq!(r.out.len(), 7, "{f}: {:?}", r.drops);
 }

@@ -135,6 +135,9 @@ pub struct ChainRunner {
     /// Whether stages may hand packets to other workers ([`Next::handoff`]): only the
     /// run-to-completion workers behind an I/O thread can.
     pub can_handoff: bool,
+    /// Workers the I/O thread places packets on by their flow hash alone (no stage steers):
+    /// stages can then tell which worker a flow lives on ([`Ctx::flow_worker`]); 0 otherwise.
+    pub flow_workers: usize,
     /// Broadcast copies ([`pmd::Mbuf::is_copy`]) consumed: whatever a stage answers for a copy
     /// other than carrying on or holding it, and at the end of the chain.
     pub copies_consumed: u64,
@@ -163,6 +166,7 @@ impl ChainRunner {
             processed: 0,
             created: 0,
             can_handoff: false,
+            flow_workers: 0,
             copies_consumed: 0,
             orders: Orders::chain(stages),
             offload_csum: Vec::new(),
@@ -379,7 +383,7 @@ impl ChainRunner {
         cache: &mut PoolCache,
         nports: u16,
     ) {
-        let can_handoff = self.can_handoff;
+        let (can_handoff, flow_workers) = (self.can_handoff, self.flow_workers);
         for si in seq {
             let Some(st) = stages.get_mut(si) else {
                 break;
@@ -396,6 +400,7 @@ impl ChainRunner {
                     worker,
                     stage: si,
                     can_handoff,
+                    flow_workers,
                     cache: &mut *cache,
                     emitted: &mut self.emitted,
                     resumed: Some(&mut self.resumed),
@@ -573,13 +578,14 @@ impl ChainRunner {
         nports: u16,
         f: impl Fn(&mut Box<dyn Stage>, &mut Ctx),
     ) {
-        let can_handoff = self.can_handoff;
+        let (can_handoff, flow_workers) = (self.can_handoff, self.flow_workers);
         for (si, st) in stages.iter_mut().enumerate() {
             let mut ctx = Ctx {
                 now,
                 worker,
                 stage: si,
                 can_handoff,
+                flow_workers,
                 cache: &mut *cache,
                 emitted: &mut self.emitted,
                 resumed: None,

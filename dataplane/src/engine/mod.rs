@@ -647,6 +647,11 @@ impl<'a> Engine<'a> {
                     let mut runner = ChainRunner::new(stages.len());
                     // Handoffs go between run-to-completion workers, through the I/O thread.
                     runner.can_handoff = !pipeline;
+                    // Where the flow hash alone places packets, stages may ask it where a
+                    // flow lives (`Ctx::flow_worker`).
+                    if !pipeline && !opts.steer.as_ref().is_some_and(|s| s.places()) {
+                        runner.flow_workers = nworkers;
+                    }
                     runner.offload_csum = offload_csum;
                     if !pipeline {
                         let orders = Orders::new(stages.len(), &opts.orders);
@@ -1327,7 +1332,7 @@ impl IoThread {
             burst.retain_owned(|_, mut m| {
                 let h = flow_hash(m.data());
                 m.set_flow_hash(h);
-                let by_hash = ((h as u64 * nw as u64) >> 32) as usize;
+                let by_hash = worker_for_hash(h, nw);
                 let w = steer
                     .and_then(|s| s.steer(m.data(), m.port(), nw))
                     .filter(|&w| w < nw)
@@ -1586,6 +1591,26 @@ fn replay_next(ports: &mut [Box<dyn Port>]) -> Result<Option<(usize, u64)>, Engi
         }
     }
     Ok(best.map(|(i, _)| (i, until)))
+}
+
+/// The worker, of `workers`, that the I/O thread dispatches a packet with flow hash `h` to
+/// when no stage steers it.
+#[inline(always)]
+pub fn worker_for_hash(h: u32, workers: usize) -> usize {
+    ((u64::from(h) * workers as u64) >> 32) as usize
+}
+
+/// The flow hash the packets of a fragment's flow get when they are not fragmented: a first
+/// fragment hashed with its ports (or ICMP identifier), where [`flow_hash`] gives every
+/// fragment of a datagram the same hash without them. `None` for a frame that does not parse.
+pub fn unfragmented_flow_hash(frame: &[u8]) -> Option<u32> {
+    let mut p = crate::wire::parse::parse(frame).ok()?;
+    if p.is_fragment && !p.first_fragment {
+        return None;
+    }
+    p.is_fragment = false;
+    p.first_fragment = false;
+    Some(crate::wire::flow::symmetric_hash(frame, &p))
 }
 
 /// The symmetric flow hash of a frame (0 for frames whose headers do not parse: they all go to

@@ -50,6 +50,9 @@ pub enum Verdict {
     Accept,
     /// Drop them, counted under the stage's reason `code`.
     Drop(u8),
+    /// Hand them to this worker: the first fragment went there, to the worker that tracks
+    /// its connection, and was classified there.
+    Forward(u16),
 }
 
 /// Why a fragment was refused on arrival.

@@ -66,9 +66,15 @@
 //! * `Stage::hold` is not given the clock; the stage keeps the `now` of the last burst (and
 //!   prefers the packet's timestamp when it is on that clock).
 //! * The worker's symmetric hash gives every fragment ports 0, so all fragments of a datagram
-//!   meet on one worker, but a first fragment's connection lives on the worker of its 5-tuple:
-//!   with several run-to-completion workers a fragmented TCP/UDP datagram is classified on a
-//!   worker that may not own its connection (its conntrack state then reads `new`/`invalid`).
+//!   meet on one worker, but a first fragment's connection lives on the worker of its 5-tuple.
+//!   Where the flow hash alone places packets (`Ctx::flow_placer`: several run-to-completion
+//!   workers behind the I/O thread, no steering stage), a first fragment that meets on another
+//!   worker than its connection's is handed there ([`frag::Verdict::Forward`]) and tracked
+//!   and classified there; the rest of its datagram follows it (counted as
+//!   `fragments_forwarded`), and the connection's worker applies the verdict to them as usual.
+//!   Where workers own their queues, the device's hash places fragments, and a stage cannot
+//!   tell where their connection lives: use one queue, or a NAT, whose steering keeps a
+//!   datagram with its mapping.
 //!
 //! # Costs
 //!
@@ -116,7 +122,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{BuildEnv, ConfigError, PortConfig, StageSpec, StageTable};
-use crate::stage::{Ctx, Next, Stage};
+use crate::stage::{Ctx, FlowPlacer, Next, Stage};
 use crate::wire::icmp::{icmpv4_type, icmpv6_type};
 use crate::wire::{
     ip_proto, parse, FlowKey, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, TcpPacket, L3,
@@ -253,6 +259,7 @@ struct Stats {
     rejects_sent: u64,
     rejects_limited: u64,
     fragments_released: u64,
+    fragments_forwarded: u64,
     default_packets: u64,
     default_bytes: u64,
 }
@@ -279,6 +286,12 @@ pub struct Firewall {
     credit_at: u64,
     /// `now` of the last burst (for `hold`, which is not given the clock).
     last_now: u64,
+    /// This burst's worker, and where the flow hash places flows (see `inspect`).
+    worker: usize,
+    placer: Option<FlowPlacer>,
+    /// Datagrams whose first fragment this burst handed to another worker: their held
+    /// fragments follow it there.
+    forwarded: Vec<u32>,
     stats: Stats,
 }
 
@@ -315,6 +328,9 @@ impl Firewall {
             credit: s.reject_rate.max(1).saturating_mul(1_000_000_000),
             credit_at: 0,
             last_now: 0,
+            worker: 0,
+            placer: None,
+            forwarded: Vec::with_capacity(BURST),
             stats: Stats::default(),
             reader,
             set,
@@ -376,6 +392,10 @@ impl Firewall {
             }
             Verdict::Drop(code) => ctx.drop_held(m, code),
             Verdict::Pending => ctx.drop_held(m, reason::FRAGMENT_DENIED),
+            Verdict::Forward(w) => {
+                stats.fragments_forwarded += 1;
+                ctx.handoff(m, w);
+            }
         });
     }
 }
@@ -533,6 +553,10 @@ impl Firewall {
                 return First::Done(match self.frags.verdict(slot) {
                     Verdict::Accept => Next::CONTINUE,
                     Verdict::Drop(_) => Next::stage_drop(FRAGMENT_DENIED),
+                    Verdict::Forward(w) => {
+                        self.stats.fragments_forwarded += 1;
+                        Next::handoff(w)
+                    }
                     Verdict::Pending => {
                         if self.frags.can_hold(*pending_holds) {
                             *pending_holds += 1;
@@ -547,6 +571,23 @@ impl Firewall {
             if (l4b.len() as u32) < min_l4(proto) {
                 self.frags.set_verdict(slot, Verdict::Drop(FRAGMENT_DENIED));
                 return First::Done(Next::stage_drop(FRAGMENT_TINY));
+            }
+            // The dispatch places every fragment of a datagram by addresses and protocol, but
+            // the connection lives on the worker of its whole flow: a first fragment that met
+            // here goes there to be tracked and classified, and the rest of its datagram after
+            // it (held ones when this burst ends, later ones as they come).
+            if !m.handed_over() {
+                if let Some(w) = self.placer.and_then(|p| p.worker(frame)) {
+                    if w != self.worker {
+                        let w = w as u16;
+                        self.frags.set_verdict(slot, Verdict::Forward(w));
+                        if self.forwarded.len() < self.forwarded.capacity() {
+                            self.forwarded.push(slot);
+                        }
+                        self.stats.fragments_forwarded += 1;
+                        return First::Done(Next::handoff(w));
+                    }
+                }
             }
             self.info[i].frag_slot = Some(slot);
         }
@@ -1037,6 +1078,8 @@ impl Stage for Firewall {
     fn process(&mut self, ctx: &mut Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
         let now = ctx.now;
         self.last_now = now;
+        self.worker = ctx.worker;
+        self.placer = ctx.flow_placer();
         let (gen, bound) = {
             let s = self.reader.get();
             (s.gen, s.id_bound as usize)
@@ -1114,11 +1157,22 @@ impl Stage for Firewall {
                     match self.frags.verdict(s) {
                         Verdict::Accept => *next = Next::CONTINUE,
                         Verdict::Drop(code) => *next = Next::stage_drop(code),
+                        Verdict::Forward(w) => {
+                            self.stats.fragments_forwarded += 1;
+                            *next = Next::handoff(w);
+                        }
                         Verdict::Pending => {}
                     }
                 }
             }
         }
+        // Fragments held from earlier bursts follow their first fragment to its worker.
+        for k in 0..self.forwarded.len() {
+            let s = self.forwarded[k];
+            let v = self.frags.verdict(s);
+            self.release_held(ctx, s, v);
+        }
+        self.forwarded.clear();
     }
 
     fn hold(&mut self, m: Mbuf) -> Result<(), Mbuf> {
@@ -1186,6 +1240,7 @@ impl Stage for Firewall {
             ("rejects_sent".to_string(), s.rejects_sent),
             ("rejects_rate_limited".to_string(), s.rejects_limited),
             ("fragments_released".to_string(), s.fragments_released),
+            ("fragments_forwarded".to_string(), s.fragments_forwarded),
             ("default.packets".to_string(), s.default_packets),
             ("default.bytes".to_string(), s.default_bytes),
         ];

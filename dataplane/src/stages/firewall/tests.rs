@@ -136,6 +136,7 @@ impl H {
                 worker: 0,
                 stage: 0,
                 can_handoff: false,
+                flow_workers: 0,
                 cache: &mut self.cache,
                 emitted: &mut self.emitted,
                 // Released fragments are emitted here (as outside `process`), so the harness
