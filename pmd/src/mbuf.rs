@@ -55,6 +55,75 @@ pub(crate) struct MbufHdr {
 
 const _: () = assert!(std::mem::size_of::<MbufHdr>() == HDR_SIZE);
 
+/// What a receive writes into a header, in two runs of bytes: 8 bytes from `data_off` to
+/// `port`, then the 32 from `queue` to `handoff_stage`, which are the same for every packet of
+/// a burst ([`RxTail`]). A driver that converts another library's buffer into ours (DPDK's
+/// `rte_mbuf`) writes them with three stores instead of one per field.
+const _: () = {
+    use std::mem::offset_of;
+    assert!(offset_of!(MbufHdr, data_off) == 4);
+    assert!(offset_of!(MbufHdr, data_len) == 6);
+    assert!(offset_of!(MbufHdr, buf_len) == 8);
+    assert!(offset_of!(MbufHdr, port) == 10);
+    assert!(offset_of!(MbufHdr, queue) == 12);
+    assert!(offset_of!(MbufHdr, flags) == 14);
+    assert!(offset_of!(MbufHdr, flow_hash) == 16);
+    assert!(offset_of!(MbufHdr, snap_cut) == 20);
+    assert!(offset_of!(MbufHdr, seq) == 24);
+    assert!(offset_of!(MbufHdr, timestamp) == 32);
+    assert!(offset_of!(MbufHdr, egress) == 40);
+    assert!(offset_of!(MbufHdr, handoff_stage) == 42);
+};
+
+/// The header bytes from `queue` to `handoff_stage` of a freshly received packet: its queue,
+/// no flags, no flow hash, no snap cut, sequence 0, timestamp 0, no egress, no handoff.
+#[cfg(feature = "dpdk")]
+#[derive(Clone, Copy)]
+pub(crate) struct RxTail([u8; 32]);
+
+#[cfg(feature = "dpdk")]
+impl RxTail {
+    /// The tail for packets received on `queue`.
+    #[inline(always)]
+    pub(crate) fn new(queue: u16) -> RxTail {
+        let mut b = [0u8; 32];
+        b[0..2].copy_from_slice(&queue.to_ne_bytes());
+        b[28..30].copy_from_slice(&NO_EGRESS.to_ne_bytes());
+        RxTail(b)
+    }
+}
+
+#[cfg(feature = "dpdk")]
+impl MbufHdr {
+    /// Writes a received packet's header: where its data is (`data_off`, `data_len`), the
+    /// buffer's length (`buf_len`, as the pool set it), the input `port`, and `tail`; the
+    /// handle and the stage metadata are left as they are.
+    ///
+    /// # Safety
+    /// `h` must point at a header we own, and `data_off + data_len <= buf_len` must hold.
+    #[inline(always)]
+    pub(crate) unsafe fn write_rx(
+        h: *mut MbufHdr,
+        data_off: u16,
+        data_len: u16,
+        buf_len: u16,
+        port: u16,
+        tail: &RxTail,
+    ) {
+        let mut head = [0u8; 8];
+        head[0..2].copy_from_slice(&data_off.to_ne_bytes());
+        head[2..4].copy_from_slice(&data_len.to_ne_bytes());
+        head[4..6].copy_from_slice(&buf_len.to_ne_bytes());
+        head[6..8].copy_from_slice(&port.to_ne_bytes());
+        let b = h.cast::<u8>();
+        // SAFETY: both runs lie inside the header (offsets checked above); unaligned writes.
+        unsafe {
+            b.add(4).cast::<[u8; 8]>().write_unaligned(head);
+            b.add(12).cast::<[u8; 32]>().write_unaligned(tail.0);
+        }
+    }
+}
+
 /// [`Mbuf::egress`] when no stage has chosen an egress port.
 pub const NO_EGRESS: u16 = u16::MAX;
 

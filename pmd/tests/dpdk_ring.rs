@@ -3,7 +3,8 @@
 //! own pools (copied into an `rte_mbuf` on the way out) must come back byte for byte, in order,
 //! with every buffer returned to its pool; and a virtual device created by the port's
 //! `devargs` exists while the port is open and is gone after. A device without checksum offload
-//! gets the checksums a stage left to transmit filled in software.
+//! gets the checksums a stage left to transmit filled in software. A ring that fills up takes
+//! part of a burst: the rest stays with the caller, in order, and nothing is freed twice.
 #![cfg(feature = "dpdk")]
 
 use pmd::dpdk::{DpdkPool, DpdkPort, DpdkPortOptions, Eal};
@@ -24,6 +25,8 @@ fn eal() -> Eal {
         "net_ring0",
         "--vdev",
         "net_ring1",
+        "--vdev",
+        "net_ring2",
         "-l",
         "0",
     ])
@@ -181,4 +184,86 @@ fn checksums_left_to_transmit_are_filled_in_software_without_the_offload() {
     let ph = sum(&d[26..34], 17 + 13);
     assert_eq!(sum(&d[34..], ph), 0xffff, "UDP checksum");
     assert_eq!(d[42..], *b"hello");
+}
+
+#[test]
+fn a_full_ring_leaves_the_rest_of_a_burst_and_frees_nothing_twice() {
+    let eal = eal();
+    let pool = DpdkPool::new(&eal, "full", 4095, 2048, None).expect("pool");
+    let mut port = DpdkPort::open(&eal, "full", 0, "net_ring2", &pool, 512, 512).expect("port");
+    let mut cache = pool.pool().cache();
+    let ours = Pool::new(&PoolConfig {
+        name: "ours-full".into(),
+        count: 256,
+        ..Default::default()
+    })
+    .expect("our pool");
+    let mut our_cache = ours.cache();
+    // First a burst with copies (every other packet from our pool), then bursts of mempool
+    // buffers only until the ring refuses part of one.
+    let mut sent_total = 0;
+    let mut burst = Burst::new();
+    for k in 0..32 {
+        let mut m = if k % 2 == 0 {
+            cache.alloc().expect("mempool buffer")
+        } else {
+            our_cache.alloc().expect("our buffer")
+        };
+        m.set_len(64);
+        m.data_mut().copy_from_slice(&frame(k, 64));
+        burst.push(m).expect("room");
+    }
+    assert_eq!(port.tx_burst(0, &mut our_cache, &mut burst).unwrap(), 32);
+    sent_total += 32;
+    let mut partial = false;
+    for round in 1..400 {
+        let mut burst = Burst::new();
+        for k in 0..32 {
+            let mut m = cache.alloc().expect("mempool buffer");
+            m.set_len(64);
+            m.data_mut().copy_from_slice(&frame(round * 32 + k, 64));
+            burst.push(m).expect("room");
+        }
+        let sent = port.tx_burst(0, &mut our_cache, &mut burst).unwrap();
+        sent_total += sent;
+        if sent < 32 {
+            assert_eq!(burst.len(), 32 - sent, "what was not sent stays");
+            for (j, m) in burst.as_slice().iter().enumerate() {
+                assert_eq!(m.data(), &frame(round * 32 + sent + j, 64)[..], "in order");
+            }
+            cache.free_burst(&mut burst);
+            partial = true;
+            break;
+        }
+    }
+    assert!(partial, "the ring filled up");
+    let mut got = 0;
+    loop {
+        let mut back = Burst::new();
+        let g = port.rx_burst(0, &mut cache, &mut back, 32).unwrap();
+        if g == 0 {
+            break;
+        }
+        got += g;
+        cache.free_burst(&mut back);
+    }
+    assert_eq!(got, sent_total, "everything sent comes back once");
+    // A buffer freed twice would be handed out twice: take them all.
+    let mut all = Vec::new();
+    while let Some(m) = cache.alloc() {
+        all.push(m);
+    }
+    let mut seen: Vec<usize> = all.iter().map(|m| m.as_ptr() as usize).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(all.len(), seen.len(), "no mbuf is handed out twice");
+    // Up to a mempool cache's worth may sit in another lcore's cache.
+    assert!(all.len() + 256 >= 4095, "{} mbufs back", all.len());
+    for m in all {
+        cache.free(m);
+    }
+    drop(cache);
+    drop(our_cache);
+    assert_eq!(pool.pool().shared_free(), 4095);
+    assert_eq!(ours.shared_free(), 256, "every buffer of ours is back");
 }
