@@ -575,8 +575,9 @@ impl Firewall {
             // The dispatch places every fragment of a datagram by addresses and protocol, but
             // the connection lives on the worker of its whole flow: a first fragment that met
             // here goes there to be tracked and classified, and the rest of its datagram after
-            // it (held ones when this burst ends, later ones as they come).
-            if !m.handed_over() {
+            // it (held ones when this burst ends, later ones as they come). Without connection
+            // tracking any worker classifies it the same.
+            if !m.handed_over() && self.ct.is_some() {
                 if let Some(w) = self.placer.and_then(|p| p.worker(frame)) {
                     if w != self.worker {
                         let w = w as u16;
