@@ -35,6 +35,14 @@ impl Next {
     /// On to the next stage; after the last stage, out of the egress port the packet carries
     /// ([`Mbuf::set_egress`]), or dropped as [`DropReason::NoEgress`] if none was chosen.
     pub const CONTINUE: Next = Next(0);
+
+    /// True when every one of `nexts` is [`Next::CONTINUE`]: an OR of them all, which the
+    /// compiler turns into a few vector instructions (a search for the first other one would
+    /// be a branch per packet).
+    #[inline(always)]
+    pub fn all_continue(nexts: &[Next]) -> bool {
+        nexts.iter().fold(0, |a, n| a | n.0) == Next::CONTINUE.0
+    }
     /// To the control plane (slow path).
     pub const CONTROL: Next = Next(1);
     /// Handed to the stage's [`Stage::hold`] (e.g. waiting for a neighbour to resolve).

@@ -420,7 +420,7 @@ impl ChainRunner {
                     &self.offload_csum,
                 );
             }
-            if self.nexts[..n].iter().all(|&x| x == Next::CONTINUE) {
+            if Next::all_continue(&self.nexts[..n]) {
                 self.take_resumed(burst, cache, order, si);
                 continue;
             }
@@ -605,6 +605,34 @@ impl ChainRunner {
                 );
             }
         }
+    }
+
+    /// [`ChainRunner::finish`] for a worker about to transmit: when nothing has left the chain
+    /// yet (`leaving` is empty) and every packet of `burst` goes out of one port with nothing
+    /// left to do (no copy, no checksum to fill), returns that port and leaves the packets in
+    /// `burst`, which the caller sends as it is: one pass over the burst instead of a check, a
+    /// copy into `leaving` and a grouping by port. Otherwise finishes as usual (`None`).
+    #[inline]
+    pub fn finish_one_port(
+        &mut self,
+        burst: &mut Burst,
+        leaving: &mut Burst,
+        cache: &mut PoolCache,
+        nports: u16,
+    ) -> Option<u16> {
+        if leaving.is_empty() {
+            if let Some(e) = burst.as_slice().first().map(|m| m.egress()) {
+                // Without an early exit: no branch per packet.
+                let odd = burst.as_slice().iter().fold(0u16, |a, m| {
+                    a | (m.egress() ^ e) | u16::from(m.has_any_flag(FLAG_COPY | FLAG_TX_CSUM))
+                });
+                if e < nports && odd == 0 {
+                    return Some(e);
+                }
+            }
+        }
+        self.finish(burst, leaving, cache, nports);
+        None
     }
 
     /// End of the chain: every survivor leaves by its egress port, or is dropped.
@@ -868,5 +896,57 @@ mod tests {
         let out = r.run(&[(1, 0, 11)], None);
         assert_eq!(out, [(0, vec![10, 11, 12]), (1, vec![11, 10, 12])]);
         assert_eq!(r.runner.drops.total(), 0);
+    }
+
+    #[test]
+    fn a_burst_for_one_port_stays_where_it_is_and_anything_else_is_finished() {
+        let mut r = rig(&[]);
+        let fill = |r: &mut Rig, egress: &[u16]| {
+            let mut b = Burst::new();
+            for &e in egress {
+                let mut m = r.cache.alloc().unwrap();
+                assert!(m.copy_from(&[0u8; 60]));
+                m.set_egress(e);
+                b.push(m).unwrap();
+            }
+            b
+        };
+        let mut leaving = Burst::new();
+        // All for port 1: left in place.
+        let mut b = fill(&mut r, &[1, 1, 1]);
+        let one = r
+            .runner
+            .finish_one_port(&mut b, &mut leaving, &mut r.cache, 2);
+        assert_eq!((one, b.len(), leaving.len()), (Some(1), 3, 0));
+        r.cache.free_burst(&mut b);
+        // Two ports, or a packet with a checksum to fill, or packets already leaving: finished
+        // into `leaving` as usual.
+        for (egress, csum, before) in [
+            (&[1u16, 0, 1][..], false, 0),
+            (&[1, 1, 1][..], true, 0),
+            (&[0, 0][..], false, 1),
+        ] {
+            let mut b = fill(&mut r, egress);
+            if csum {
+                b.as_mut_slice()[1].request_tx_csum(14);
+            }
+            let mut pre = fill(&mut r, &vec![0; before]);
+            pre.append_to(&mut leaving);
+            let one = r
+                .runner
+                .finish_one_port(&mut b, &mut leaving, &mut r.cache, 2);
+            assert_eq!(one, None, "{egress:?} {csum} {before}");
+            assert_eq!((b.len(), leaving.len()), (0, egress.len() + before));
+            r.cache.free_burst(&mut leaving);
+        }
+        // A port beyond the last: dropped and counted, not sent.
+        let mut b = fill(&mut r, &[5, 5]);
+        assert_eq!(
+            r.runner
+                .finish_one_port(&mut b, &mut leaving, &mut r.cache, 2),
+            None
+        );
+        assert_eq!((b.len(), leaving.len()), (0, 0));
+        assert_eq!(r.runner.drops.total(), 2);
     }
 }

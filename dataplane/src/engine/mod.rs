@@ -852,6 +852,8 @@ impl Direct {
                 break;
             }
             let mut got_any = false;
+            // Online, one reading of the clock serves every burst of a pass over the ports.
+            let mut ticked = false;
             let (range, until) = match self.offline {
                 true => replay_next(ports)?.map_or((0..ports.len(), u64::MAX), |(pi, until)| {
                     (pi..pi + 1, until)
@@ -871,7 +873,12 @@ impl Direct {
                         self.seq += 1;
                     }
                 }
-                let now = self.clock.tick(&burst);
+                let now = if self.offline || !ticked {
+                    ticked = true;
+                    self.clock.tick(&burst)
+                } else {
+                    self.clock.now
+                };
                 self.runner.run(
                     now,
                     0,
@@ -881,8 +888,21 @@ impl Direct {
                     &mut self.cache,
                     nports,
                 );
-                self.runner
-                    .finish(&mut burst, &mut leaving, &mut self.cache, nports);
+                if self.offline {
+                    self.runner
+                        .finish(&mut burst, &mut leaving, &mut self.cache, nports);
+                } else if let Some(e) =
+                    self.runner
+                        .finish_one_port(&mut burst, &mut leaving, &mut self.cache, nports)
+                {
+                    // The usual burst: all of it out of one port, sent from where it is.
+                    send(
+                        &mut *ports[usize::from(e)],
+                        &mut burst,
+                        &mut self.cache,
+                        &mut self.runner.drops,
+                    )?;
+                }
                 self.runner
                     .poll(now, 0, stages, &mut leaving, &mut self.cache, nports);
                 if self.offline {

@@ -30,6 +30,16 @@ impl Forward {
     }
 }
 
+impl Forward {
+    #[inline(always)]
+    fn to(&self, port: u16) -> u16 {
+        self.map
+            .get(usize::from(port))
+            .copied()
+            .unwrap_or(NO_EGRESS)
+    }
+}
+
 impl Stage for Forward {
     fn name(&self) -> &str {
         "forward"
@@ -37,12 +47,15 @@ impl Stage for Forward {
 
     #[inline]
     fn process(&mut self, _ctx: &mut Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
+        // A burst usually comes from one port: look its rule up once.
+        let Some(first) = pkts.first() else { return };
+        let (p0, to0) = (first.port(), self.to(first.port()));
         for (m, n) in pkts.iter_mut().zip(nexts.iter_mut()) {
-            let to = self
-                .map
-                .get(m.port() as usize)
-                .copied()
-                .unwrap_or(NO_EGRESS);
+            let to = if m.port() == p0 {
+                to0
+            } else {
+                self.to(m.port())
+            };
             if to == NO_EGRESS {
                 *n = Next::drop(DropReason::NoForwardRule);
             } else {
