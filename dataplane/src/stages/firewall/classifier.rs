@@ -12,8 +12,9 @@
 //!   touches only the leaves the rule's box meets. All IPv4 rules share one tree when that tree
 //!   holds at most `SINGLE_REPLICATION` copies of each rule on average; otherwise rules are
 //!   grouped by which of their addresses are specific (`group`: a /16 or longer source; else
-//!   such a destination; else neither), two groups share a tree if that stays small, and the
-//!   trees are walked together. The few IPv4 rules a tree cannot hold (family-free rules with
+//!   such a destination; else neither; and again with /8, keeping whichever grouping's trees
+//!   hold fewer entries), two groups share a tree if that stays small, and the trees are
+//!   walked together. The few IPv4 rules a tree cannot hold (family-free rules with
 //!   prefixes longer than 32 bits) stay in a tuple space beside them; a lookup takes the best
 //!   priority of both. Against the tuple space alone (cycles per classification at bursts of
 //!   32, `bench firewall --no-peer`, the best of 3 runs of each on a shared 2-vCPU VM,
@@ -21,6 +22,8 @@
 //!   172 (2.6-4.7x); the firewall sets, whose many wildcards need two or three trees and
 //!   longer leaves, gain least: fw1_1K 273 -> 150, fw1_10K 229 -> 200. The trees take
 //!   0.2-2.2 MiB, and a single-rule update went from 25-190 µs to 1.5-3 µs (median at 10K).
+//!   (Since then AVX-512 compares, 16-way nodes and a four-entry leaf scan took the trees to
+//!   44-120 cycles, 0.3-2.8 MiB and 2-4 µs per update: the tree module's doc.)
 //! - **IPv6** ([`Space`]): the tuple space. Rules are grouped into *tables* by a tuple of field
 //!   lengths (source prefix length, destination prefix length, exact protocol or not, exact
 //!   destination port or not), each table is a hash map from the packet's fields masked to
@@ -51,7 +54,7 @@
 //! Priorities: rule *i* of a loaded list gets priority `i * GAP`, so a rule inserted between
 //! two others takes the midpoint; only when no gap is left are priorities renumbered (a full
 //! rebuild, after about `log2(GAP)` inserts at one spot; the IPv4 trees are then built in one
-//! go, 10-100 ms at 10K rules).
+//! go, 10-200 ms at 10K rules).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -493,22 +496,28 @@ impl Space {
 const GROUPS: usize = 3;
 
 /// Average copies of each rule (leaf entries per rule) up to which all IPv4 rules share one
-/// tree; a set that would need more is split into [`GROUPS`] trees.
-const SINGLE_REPLICATION: usize = 16;
+/// tree; a set that would need more is split into [`GROUPS`] trees. (With 16-way nodes
+/// ipc1_1K needs 20 copies in one tree, 1.3 MiB, and is 20 % slower in two trees; the 10K
+/// sets split either way.)
+const SINGLE_REPLICATION: usize = 32;
 
 /// How groups may share trees, in order of preference (tree of group 0, 1, 2).
 const PARTITIONS: [[u8; GROUPS]; 5] = [[0, 0, 0], [0, 1, 1], [0, 1, 0], [0, 0, 1], [0, 1, 2]];
 
-/// A prefix at least this long counts as specific when rules are grouped.
-const SPECIFIC: u8 = 16;
+/// The prefix lengths from which an address counts as specific when rules are grouped, tried
+/// in turn: the grouping whose trees hold fewer leaf entries is kept. (fw1_1K: 5169 entries
+/// with /16, 4084 and 10 % faster with /8; fw1_10K: 12740 with /16, 110734 and 15 % slower
+/// with /8.)
+const SPECIFIC: [u8; 2] = [16, 8];
 
-/// The tree group of a rule: specific source; else specific destination; else neither.
-/// (CutSplit's partition: a rule wide in a field a tree cuts is copied into many leaves, so
-/// rules are kept with others that are narrow in the same fields.)
-fn group(r: &Rule) -> usize {
-    if r.src_len >= SPECIFIC {
+/// The tree group of a rule, with prefixes of `specific` bits or longer specific: specific
+/// source; else specific destination; else neither. (CutSplit's partition: a rule wide in a
+/// field a tree cuts is copied into many leaves, so rules are kept with others that are
+/// narrow in the same fields.)
+fn group(r: &Rule, specific: u8) -> usize {
+    if r.src_len >= specific {
         0
-    } else if r.dst_len >= SPECIFIC {
+    } else if r.dst_len >= specific {
         1
     } else {
         2
@@ -525,6 +534,8 @@ pub struct Space4 {
     counts: [usize; GROUPS],
     /// The tree of each [`group`] (several groups may share one), chosen at build time.
     slots: [u8; GROUPS],
+    /// The prefix length [`group`] takes as specific, chosen at build time.
+    specific: u8,
     rest: Space,
 }
 
@@ -534,6 +545,7 @@ impl Default for Space4 {
             trees: std::array::from_fn(|_| Kid::default()),
             counts: [0; GROUPS],
             slots: [0, 1, 2],
+            specific: SPECIFIC[0],
             rest: Space::default(),
         }
     }
@@ -543,18 +555,41 @@ impl Space4 {
     /// Builds from `(priority, rule)` pairs (any order), in as few trees as stay small: all
     /// rules in one tree if that holds at most [`SINGLE_REPLICATION`] leaf entries per rule,
     /// else two groups ([`group`]) merged in one tree and the third in another, else one tree
-    /// per group.
+    /// per group; rules are grouped with each of the [`SPECIFIC`] lengths and the trees with
+    /// fewer leaf entries are kept.
     fn build(rules: &[(u32, Rule)]) -> Space4 {
-        let mut s = Space4::default();
+        let mut best: Option<(usize, Space4)> = None;
+        for (i, specific) in SPECIFIC.into_iter().enumerate() {
+            // One tree for all does not depend on the grouping: only the first try builds it.
+            let s = Self::build_grouped(rules, specific, &PARTITIONS[usize::from(i > 0)..]);
+            let entries = s.shapes().iter().map(|x| x.entries).sum::<usize>();
+            let single = s.slots == PARTITIONS[0];
+            if best.as_ref().is_none_or(|(e, _)| entries < *e) {
+                best = Some((entries, s));
+            }
+            if single {
+                break;
+            }
+        }
+        best.map(|(_, s)| s).unwrap_or_default()
+    }
+
+    /// [`Space4::build`] with one grouping, trying `partitions` in turn (the last always
+    /// holds).
+    fn build_grouped(rules: &[(u32, Rule)], specific: u8, partitions: &[[u8; GROUPS]]) -> Space4 {
+        let mut s = Space4 {
+            specific,
+            ..Space4::default()
+        };
         let mut all = Vec::with_capacity(rules.len());
         for (prio, r) in rules {
             match tree::Entry::of(*prio, r) {
-                Some(e) => all.push((group(r), e)),
+                Some(e) => all.push((group(r, specific), e)),
                 None => s.rest.insert(*prio, *r),
             }
         }
         all.sort_by_key(|(_, e)| e.prio);
-        'partition: for slots in PARTITIONS {
+        'partition: for &slots in partitions {
             let trees = usize::from(slots.iter().copied().max().unwrap_or(0)) + 1;
             let mut built: [Kid; GROUPS] = Default::default();
             let mut counts = [0; GROUPS];
@@ -587,7 +622,7 @@ impl Space4 {
 
     /// The tree a rule goes to.
     fn group(&self, r: &Rule) -> usize {
-        usize::from(self.slots[group(r)])
+        usize::from(self.slots[group(r, self.specific)])
     }
 
     fn insert(&mut self, prio: u32, rule: Rule) {
@@ -682,6 +717,29 @@ impl Space4 {
     /// each tree in lockstep.
     #[inline]
     pub fn classify_burst(&self, keys: &[PacketKey], todo: &mut Vec<u16>, out: &mut [Option<Hit>]) {
+        self.classify_burst_by(keys, todo, out, tree::lookup_burst);
+    }
+
+    /// [`Space4::classify_burst`] with the trees' portable kernel (for tests: the CPU's best
+    /// kernel is what `classify_burst` runs).
+    #[cfg(test)]
+    pub fn classify_burst_scalar(
+        &self,
+        keys: &[PacketKey],
+        todo: &mut Vec<u16>,
+        out: &mut [Option<Hit>],
+    ) {
+        self.classify_burst_by(keys, todo, out, tree::lookup_burst_scalar);
+    }
+
+    #[inline(always)]
+    fn classify_burst_by(
+        &self,
+        keys: &[PacketKey],
+        todo: &mut Vec<u16>,
+        out: &mut [Option<Hit>],
+        lookup: tree::BurstFn,
+    ) {
         let mut roots: [&Kid; GROUPS] = [&self.trees[0]; GROUPS];
         let mut nr = 0;
         for t in &self.trees {
@@ -697,7 +755,7 @@ impl Space4 {
             for (j, &i) in map.iter().enumerate() {
                 (vals[j], plain[j]) = tree::values(&keys[usize::from(i)]);
             }
-            tree::lookup_burst(&roots[..nr], &vals, &plain, keys, map, &mut best);
+            lookup(&roots[..nr], &vals, &plain, keys, map, &mut best);
             for (j, &i) in map.iter().enumerate() {
                 out[usize::from(i)] = best[j].map(|(prio, id, action)| Hit { prio, id, action });
             }
@@ -1002,10 +1060,15 @@ mod tests {
         let mut todo: Vec<u16> = (0..keys.len() as u16).collect();
         let mut out = vec![None; keys.len()];
         snap.v4.classify_burst(keys, &mut todo, &mut out);
-        for (k, o) in keys.iter().zip(&out) {
+        let mut todo: Vec<u16> = (0..keys.len() as u16).collect();
+        let mut out_scalar = vec![None; keys.len()];
+        snap.v4
+            .classify_burst_scalar(keys, &mut todo, &mut out_scalar);
+        for ((k, o), s) in keys.iter().zip(&out).zip(&out_scalar) {
             let want = linear_first_match(rules, k).map(|r| r.id);
             assert_eq!(snap.classify(k).map(|h| h.id), want, "{k:?}");
             assert_eq!(o.map(|h| h.id), want, "burst {k:?}");
+            assert_eq!(s.map(|h| h.id), want, "portable burst {k:?}");
         }
     }
 

@@ -8,13 +8,13 @@
 //! rule boundaries chosen so that both halves get about the same weight of rules; this tree
 //! makes each node an up to [`FANOUT`]-way split of one dimension instead (the cut points are
 //! the weight quantiles of the node's elementary intervals, the dimension the one whose
-//! children hold the fewest rules on average), which makes it about three times shallower
-//! (depth 3-8 on the ClassBench sets). A node is 8 thresholds, the last `u32::MAX`, and 8
-//! children; the child is the number of thresholds the packet's value exceeds: eight
-//! independent compares, which the compiler turns into one vector compare. A leaf is a slice
-//! of at most a few dozen rules in priority order, each as its five ranges, in the same
-//! allocation as its reference counts (one load from the parent); they are checked one after
-//! the other and the first that matches is the leaf's answer.
+//! children hold the fewest rules on average), which makes it several times shallower
+//! (depth 3-7 on the ClassBench sets). A node is 16 thresholds, the last `u32::MAX`, and 16
+//! children; the child is the number of thresholds the packet's value exceeds: sixteen
+//! independent compares, one 512-bit compare and a population count with AVX-512. A leaf is a
+//! slice of at most a few dozen rules in priority order, each as its five ranges, in the same
+//! allocation as its reference counts (one load from the parent); they are checked in priority
+//! order and the first that matches is the leaf's answer.
 //!
 //! Dimensions are `[src, dst, sport, dport, proto]` as `u32` ranges. Ports take one extra value,
 //! [`PORTLESS`] (65536): a packet without ports looks up with it, and only a rule whose port
@@ -41,29 +41,76 @@
 //! published tree is never written and a new snapshot shares everything the update did not
 //! touch. A leaf that an insert grows past [`LEAF_SPLIT`] rules is rebuilt as a subtree over
 //! its own box (a local rebuild, proportional to the leaf). Deletes never merge leaves. On the
-//! 10K ClassBench sets a single add or delete takes 1-3 µs (median; a rule with wildcards that
+//! 10K ClassBench sets a single add or delete takes 2-4 µs (median; a rule with wildcards that
 //! meets many leaves takes up to a few hundred).
 //!
 //! # Lookups
 //!
 //! A burst walks all trees at once in lockstep: every (packet, tree) pair moves down one level
 //! per pass, so their loads are independent of each other and overlap in the out-of-order core
-//! instead of waiting one after the other. Then one pass reads the first rule's priority of
-//! every leaf reached (again independent loads, which bring in the line the scan reads first),
-//! and each packet's leaves are scanned with the best priority found so far as the limit,
-//! skipping a leaf whose first rule cannot beat it. Entries and nodes are aligned to cache
-//! lines (an entry is exactly one line).
+//! instead of waiting one after the other. With several trees, one pass then reads the first
+//! rule's priority of every leaf reached (again independent loads, which bring in the line the
+//! scan reads first). Each packet's leaves are scanned with the best priority found so far as
+//! the limit, skipping a leaf whose first rule cannot beat it. A scan checks four entries at a
+//! time (their four lines load together) and costs one branch per four entries unless one of
+//! them matched. Entries and nodes are aligned to cache lines (an entry is exactly one line).
+//!
+//! On a CPU with AVX-512 (checked at run time; the portable code is the fallback and the tests
+//! compare both with the linear scan) an entry check is one 512-bit compare: an entry's first
+//! eleven words are its five `lo`, its five upper ends complemented (`nhi`, so that `v <= hi`
+//! is `nhi <= !v`, the same direction of compare) and its priority, and the packet's are `v`,
+//! `!v` and the priority limit minus one, so "every lane of the entry is at most the packet's"
+//! is "the ranges hold the packet and the priority beats the limit".
 //!
 //! What was measured (ClassBench sets, bursts of 32, `bench firewall`, a shared 2-vCPU VM):
 //! the lockstep walk is 1.6-1.8x faster than descending packet by packet; the pass over the
-//! leaves' first priorities gained about 8 %; software prefetches of the next node or leaf in
-//! the walk made it 10-30 % slower (the trees fit in L2; the prefetches only cost
-//! instructions) and were dropped; 16-way nodes were no faster than 8-way ones and took more
-//! memory; stopping the build at 12 rules per leaf instead of 8 halves the memory at the same
-//! speed; leaves stored column by column (eight rules per vector compare) were twice as slow
-//! (one more dependent load per leaf, and most leaves are short); merging groups into fewer,
-//! bigger trees beyond 16 entries per rule made the 10K firewall set slower (the tree leaves
-//! L2) and its updates slower.
+//! leaves' first priorities gained about 8 % with 8-way nodes and one entry per check, but
+//! with the four-entry scan it costs more than it saves when there is one tree (acl1_1K 60
+//! against 63-66 cycles without and with it; fw1_10K, three trees, 150 against 133 with it), so
+//! only bursts over several trees take it; software prefetches of the next node or leaf in the
+//! walk made it 10-30 % slower (the trees fit in L2; the prefetches only cost instructions)
+//! and were dropped; 16-way nodes were no faster than 8-way ones while their compares were SSE2
+//! (see below for AVX-512); stopping the build at 12 rules per leaf instead of 8 halves the
+//! memory at the same speed (8-way nodes); leaves stored column by column (eight rules per
+//! vector compare) were twice as slow (one more dependent load per leaf, and most leaves are
+//! short).
+//!
+//! Then, on 2026-12-07 (`bench firewall --algs avx512x32 --runs 3 --stage-secs 0`, the new
+//! and the old binary one after the other; median Mpps, cycles per classification, and the
+//! ratio to rte_acl's avx512x32 in the same run; before -> after): acl1_1K 25.1 (104) 0.32 ->
+//! 53.0 (49) 0.63, fw1_1K 18.3 (142) 0.45 -> 30.9 (84) 0.72, ipc1_1K 29.0 (90) 0.40 -> 59.3
+//! (44) 0.77, acl1_10K 21.4 (121) 0.50 -> 38.8 (67) 0.91, fw1_10K 15.4 (169) 0.65 -> 22.4
+//! (116) 0.97, ipc1_10K 15.9 (164) 0.73 -> 21.7 (120) 0.97; geometric mean of the ratios
+//! 0.49 -> 0.82 (rte_acl: 31-34 cycles on the 1K sets, 60-119 on the 10K ones). Each step,
+//! against the one before it (ours only, interleaved): AVX-512 node and entry compares (the
+//! build enables no AVX: the portable code compiles to SSE2) 5-15 %; 16-way nodes (one
+//! 512-bit compare, as cheap as 8-way) 5-20 % on acl1 and fw1, but ipc1_1K then needed two
+//! trees under the old limit of 16 entries per rule for one tree and got 20 % slower, so the
+//! limit became 32 (ipc1_1K: one tree of 1.3 MiB, a little faster than before); the
+//! four-entry scan 15-25 % on acl1, ipc1 and acl1_10K, nothing on fw1 (eight entries at a time
+//! and two were both slower than four); walking every pair in each pass and stopping after a
+//! pass that moved none, instead of keeping a list of the pairs still at a node, 3-8 %; the
+//! first-priority pass only with several trees, 0-8 %; grouping rules by /8 as well as /16
+//! and keeping the trees with fewer entries (`classifier.rs`) 15 % on fw1_1K. Memory grew by
+//! a sixth to two thirds (acl1_10K 2.1 -> 2.7 MiB, fw1_10K 0.7 -> 1.1 MiB, still 3-77x less
+//! than rte_acl's), single-rule updates at 10K rules slowed a little (medians 2.0-3.6 µs,
+//! from 1.3-3.5; the worst of 200 64-158 µs, from 45-154), because a node is now 512 bytes,
+//! and a full build of a set that needs several trees takes about twice as long (fw1_10K 98
+//! -> 188 ms: two groupings are built).
+//!
+//! What did not work: removing mispredicted branches from the walk and the scan by rewriting
+//! the list of pairs still walking (or packets still scanning) without a branch (its length
+//! grows by a condition) was 15-40 % slower: each step's store address then waits for the
+//! step before it, which serializes the lockstep passes; scanning the leaves in lockstep too
+//! (one entry of every packet per pass) was slower for the same reason; a walk without any
+//! branch (a pair at its leaf steps through a node without thresholds and keeps its leaf,
+//! every choice a `select_unpredictable`) was 5-10 % slower (the passes over pairs already at
+//! their leaves cost more than the mispredictions they save); keeping a node's dimension in its
+//! thresholds' line (fifteen thresholds and the dimension in one 512-bit load, so a step reads
+//! one line of the node instead of two) changed nothing measurable; stopping the build at 8
+//! or 16 rules per leaf instead of 12 was faster on some sets and slower on others; 32-way
+//! nodes (two 512-bit compares) made acl1 and ipc1_1K 5 % faster but fw1_10K 17 % and
+//! ipc1_10K 5 % slower, in more memory.
 
 use std::sync::{Arc, OnceLock};
 
@@ -72,7 +119,7 @@ use super::rules::{ct, prefix_mask, Action, PacketKey, Rule};
 /// Dimensions: source, destination, source port, destination port, protocol.
 pub const DIMS: usize = 5;
 /// Children per node at most.
-pub const FANOUT: usize = 8;
+pub const FANOUT: usize = 16;
 /// A build stops splitting a node with this many rules or fewer.
 const LEAF_BUILD: usize = 12;
 /// An insert rebuilds a leaf that grows past this many rules.
@@ -105,11 +152,15 @@ pub const WHOLE: Bx = [
 ];
 
 /// One rule as a leaf holds it: 64 bytes, aligned so that each is exactly one cache line.
+/// `repr(C)`: the AVX-512 scan reads the first eleven words (`lo`, `nhi`, `prio`) as lanes of
+/// one vector and compares them with the packet's in one instruction.
 #[derive(Debug, Clone)]
-#[repr(align(64))]
+#[repr(C, align(64))]
 pub struct Entry {
     lo: [u32; DIMS],
-    hi: [u32; DIMS],
+    /// The ranges' upper ends, complemented: `x <= hi` is `nhi <= !x`, the same direction of
+    /// compare as `lo <= x`.
+    nhi: [u32; DIMS],
     /// Priority (lower wins).
     pub prio: u32,
     /// Rule id.
@@ -159,7 +210,7 @@ impl Entry {
         ];
         Some(Entry {
             lo: b.map(|x| x.0),
-            hi: b.map(|x| x.1),
+            nhi: b.map(|x| !x.1),
             prio,
             id: r.id,
             action: r.action,
@@ -167,9 +218,15 @@ impl Entry {
         })
     }
 
+    /// The upper end of the range of dimension `d`.
+    #[inline(always)]
+    fn hi(&self, d: usize) -> u32 {
+        !self.nhi[d]
+    }
+
     /// True if the entry's box meets `bx`.
     fn meets(&self, bx: &Bx) -> bool {
-        (0..DIMS).all(|d| self.lo[d] <= bx[d].1 && bx[d].0 <= self.hi[d])
+        (0..DIMS).all(|d| self.lo[d] <= bx[d].1 && bx[d].0 <= self.hi(d))
     }
 
     /// True if the entry matches a packet with values `v`; `plain` says the packet is IPv4
@@ -177,10 +234,16 @@ impl Entry {
     #[inline(always)]
     fn matches(&self, v: &Vals, plain: bool, k: &PacketKey) -> bool {
         let mut ok = true;
-        for ((&lo, &hi), &x) in self.lo.iter().zip(&self.hi).zip(v) {
-            ok &= (lo <= x) & (x <= hi);
+        for ((&lo, &nhi), &x) in self.lo.iter().zip(&self.nhi).zip(v) {
+            ok &= (lo <= x) & (nhi <= !x);
         }
-        ok && match &self.full {
+        ok && self.rest_matches(plain, k)
+    }
+
+    /// What the five ranges leave: `plain`, or the whole rule.
+    #[inline(always)]
+    fn rest_matches(&self, plain: bool, k: &PacketKey) -> bool {
+        match &self.full {
             None => plain,
             Some(r) => r.matches(k),
         }
@@ -212,7 +275,7 @@ pub fn values(k: &PacketKey) -> (Vals, bool) {
 }
 
 /// An inner node: an up to [`FANOUT`]-way split of one dimension. `repr(C)` keeps the
-/// thresholds and the dimension at the start, on the line a step reads first.
+/// thresholds at the start, on the line a step reads first (its dimension on the next).
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 pub struct Node {
@@ -249,7 +312,7 @@ impl Node {
     #[inline(always)]
     fn child(&self, v: &Vals) -> &Kid {
         let x = v[usize::from(self.dim) & 7];
-        // Eight independent compares (the last threshold is u32::MAX): vectorizes.
+        // Independent compares (the last threshold is u32::MAX): vectorizes.
         let c: u32 = self.thr.iter().map(|&t| u32::from(x > t)).sum();
         &self.kids[c as usize % FANOUT]
     }
@@ -295,7 +358,7 @@ fn cut_dim(es: &[Entry], bx: &Bx, d: usize) -> Option<Cut> {
     pts.push(blo);
     for e in es {
         let s = e.lo[d].max(blo);
-        let t = e.hi[d].min(bhi);
+        let t = e.hi(d).min(bhi);
         if s > blo {
             pts.push(s);
         }
@@ -312,7 +375,7 @@ fn cut_dim(es: &[Entry], bx: &Bx, d: usize) -> Option<Cut> {
     // Interval index of each rule's ends.
     let span = |e: &Entry| {
         let s = e.lo[d].max(blo);
-        let t = e.hi[d].min(bhi);
+        let t = e.hi(d).min(bhi);
         let ks = pts.partition_point(|&p| p <= s) - 1;
         let kt = pts.partition_point(|&p| p <= t) - 1;
         (ks, kt)
@@ -541,75 +604,354 @@ fn scan(t: &Kid, v: &Vals, plain: bool, k: &PacketKey, lim: u32) -> Option<Found
     None
 }
 
+/// Bit of a [`Kernel::test`] result: the entry's priority is not below the limit.
+const PRIO_FAIL: u16 = 1 << 10;
+
+/// How a burst computes a node's child and checks a leaf entry: portable code, or AVX-512.
+trait Kernel: Copy {
+    /// A packet as [`Kernel::test`] wants it: its values and a priority limit.
+    type Pkt: Copy;
+    /// The packet with values `v` and priority limit `lim` (at least 1).
+    fn pkt(self, v: &Vals, lim: u32) -> Self::Pkt;
+    /// `p` with priority limit `lim` (at least 1).
+    fn with_lim(self, p: Self::Pkt, lim: u32) -> Self::Pkt;
+    fn child<'a>(self, n: &'a Node, v: &Vals) -> &'a Kid;
+    /// 0 if `e`'s five ranges hold `p` and its priority is below `p`'s limit; else bits of
+    /// what failed, [`PRIO_FAIL`] among them if the priority is not below the limit.
+    fn test(self, e: &Entry, p: &Self::Pkt) -> u16;
+}
+
+/// The portable kernel.
+#[derive(Clone, Copy)]
+struct Scalar;
+
+impl Kernel for Scalar {
+    type Pkt = (Vals, u32);
+    #[inline(always)]
+    fn pkt(self, v: &Vals, lim: u32) -> (Vals, u32) {
+        (*v, lim)
+    }
+    #[inline(always)]
+    fn with_lim(self, p: (Vals, u32), lim: u32) -> (Vals, u32) {
+        (p.0, lim)
+    }
+    #[inline(always)]
+    fn child<'a>(self, n: &'a Node, v: &Vals) -> &'a Kid {
+        n.child(v)
+    }
+    #[inline(always)]
+    fn test(self, e: &Entry, p: &(Vals, u32)) -> u16 {
+        let mut ok = true;
+        for ((&lo, &nhi), &x) in e.lo.iter().zip(&e.nhi).zip(&p.0) {
+            ok &= (lo <= x) & (nhi <= !x);
+        }
+        u16::from(!ok) | (u16::from(e.prio >= p.1) * PRIO_FAIL)
+    }
+}
+
+/// The AVX-512 kernel: a node's child is one vector compare of its thresholds and a
+/// population count; a leaf entry is one compare of its first eleven words (`lo`, `nhi`,
+/// `prio`) with the packet's (`v`, `!v`, the priority limit minus one).
+///
+/// AVX-512 intrinsics and target features are stable since Rust 1.89, the workspace's
+/// `rust-version`.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Entry, Found, Kernel, Kid, Node, PacketKey, Vals, FANOUT, LANES, PRIO_FAIL};
+
+    /// Proof that the CPU has the features below (only [`Avx512::detect`] makes one).
+    #[derive(Clone, Copy)]
+    pub(super) struct Avx512(());
+
+    impl Avx512 {
+        /// The kernel, if this CPU can run it.
+        #[inline]
+        pub(super) fn detect() -> Option<Avx512> {
+            (is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("popcnt"))
+            .then_some(Avx512(()))
+        }
+    }
+
+    // `child` is written for 8- and 16-way nodes.
+    const _: () = assert!(FANOUT == 8 || FANOUT == 16);
+
+    /// Lanes of the entry compare: five `lo`, five `nhi`, the priority.
+    const CMP_LANES: u16 = 0x7ff;
+
+    #[target_feature(enable = "avx512f,avx512vl,popcnt")]
+    #[inline]
+    fn pkt(v: &Vals, lim: u32) -> __m512i {
+        // SAFETY: `Vals` is 32 bytes; an unaligned load reads exactly them.
+        let x = unsafe { _mm256_loadu_si256(v.as_ptr().cast()) };
+        let x = _mm512_castsi256_si512(x);
+        // Lanes 0-4: v; 5-9: !v; the rest zero (the priority limit's is set below).
+        let idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0);
+        let y = _mm512_maskz_permutexvar_epi32(0x3ff, idx, x);
+        with_lim(
+            _mm512_mask_xor_epi32(y, 0x3e0, y, _mm512_set1_epi32(-1)),
+            lim,
+        )
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,popcnt")]
+    #[inline]
+    fn with_lim(p: __m512i, lim: u32) -> __m512i {
+        // A priority is below `lim` when it is at most `lim - 1`. (`lim` is at least 1: it is
+        // a priority, and priorities are at least 1.)
+        _mm512_mask_set1_epi32(p, PRIO_FAIL, lim.saturating_sub(1) as i32)
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,popcnt")]
+    #[inline]
+    fn child<'a>(n: &'a Node, v: &Vals) -> &'a Kid {
+        let x = v[usize::from(n.dim) & 7];
+        let c = if FANOUT == 16 {
+            // SAFETY: `thr` is sixteen u32s, 64 bytes; an unaligned load reads exactly them.
+            let t = unsafe { _mm512_loadu_si512(n.thr.as_ptr().cast()) };
+            _mm512_cmpgt_epu32_mask(_mm512_set1_epi32(x as i32), t).count_ones()
+        } else {
+            // SAFETY: `thr` is at least eight u32s, 32 bytes; an unaligned load reads the
+            // first eight (all of them: the fanout is 8 or 16).
+            let t = unsafe { _mm256_loadu_si256(n.thr.as_ptr().cast()) };
+            _mm256_cmpgt_epu32_mask(_mm256_set1_epi32(x as i32), t).count_ones()
+        };
+        &n.kids[c as usize % FANOUT]
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,popcnt")]
+    #[inline]
+    fn test(e: &Entry, p: &__m512i) -> u16 {
+        // SAFETY: an `Entry` is `repr(C, align(64))` and 64 bytes: one aligned 512-bit load
+        // reads exactly it (the lanes past the priority are masked off below).
+        let ev = unsafe { _mm512_load_si512((e as *const Entry).cast()) };
+        // Lanes that fail: lo > v, nhi > !v (that is v > hi), prio > lim - 1.
+        _mm512_mask_cmpgt_epu32_mask(CMP_LANES, ev, *p)
+    }
+
+    impl Kernel for Avx512 {
+        type Pkt = __m512i;
+        #[inline(always)]
+        fn pkt(self, v: &Vals, lim: u32) -> __m512i {
+            // SAFETY: `self` exists only if the CPU has the features `pkt` enables.
+            unsafe { pkt(v, lim) }
+        }
+        #[inline(always)]
+        fn with_lim(self, p: __m512i, lim: u32) -> __m512i {
+            // SAFETY: as in `pkt`.
+            unsafe { with_lim(p, lim) }
+        }
+        #[inline(always)]
+        fn child<'a>(self, n: &'a Node, v: &Vals) -> &'a Kid {
+            // SAFETY: as in `pkt`.
+            unsafe { child(n, v) }
+        }
+        #[inline(always)]
+        fn test(self, e: &Entry, p: &__m512i) -> u16 {
+            // SAFETY: as in `pkt`.
+            unsafe { test(e, p) }
+        }
+    }
+
+    /// [`super::lookup_burst`] with this kernel, compiled for the features it checks.
+    #[target_feature(enable = "avx512f,avx512vl,popcnt")]
+    pub(super) fn lookup_burst(
+        kern: Avx512,
+        roots: &[&Kid],
+        vals: &[Vals; LANES],
+        plain: &[bool; LANES],
+        keys: &[PacketKey],
+        map: &[u16],
+        best: &mut [Option<Found>; LANES],
+    ) {
+        super::burst(kern, roots, vals, plain, keys, map, best);
+    }
+}
+
+/// The signature of [`lookup_burst`].
+pub type BurstFn =
+    fn(&[&Kid], &[Vals; LANES], &[bool; LANES], &[PacketKey], &[u16], &mut [Option<Found>; LANES]);
+
 /// Looks up `map.len()` (at most [`LANES`]) packets in the trees `roots` together, in
 /// lockstep: lane `j` is the packet `keys[map[j]]` with values `vals[j]`; sets `best[j]` to
-/// the best match in any tree (or `None`). Every (packet, tree) pair walks down one level per
-/// pass, so the loads of all of them are independent of each other.
+/// the best match in any tree (or `None`). Uses AVX-512 when the CPU has it.
 #[inline]
+#[allow(unsafe_code)]
 pub fn lookup_burst(
     roots: &[&Kid],
-    vals: &[Vals],
-    plain: &[bool],
+    vals: &[Vals; LANES],
+    plain: &[bool; LANES],
     keys: &[PacketKey],
     map: &[u16],
-    best: &mut [Option<Found>],
+    best: &mut [Option<Found>; LANES],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kern) = avx512::Avx512::detect() {
+        // SAFETY: `detect` checked that the CPU has the features the function enables.
+        unsafe { avx512::lookup_burst(kern, roots, vals, plain, keys, map, best) };
+        return;
+    }
+    burst(Scalar, roots, vals, plain, keys, map, best);
+}
+
+/// The portable [`lookup_burst`] (for tests comparing the kernels).
+#[cfg(test)]
+pub fn lookup_burst_scalar(
+    roots: &[&Kid],
+    vals: &[Vals; LANES],
+    plain: &[bool; LANES],
+    keys: &[PacketKey],
+    map: &[u16],
+    best: &mut [Option<Found>; LANES],
+) {
+    burst(Scalar, roots, vals, plain, keys, map, best);
+}
+
+/// Leaf entries a scan checks together.
+const CHUNK: usize = 4;
+
+/// The first entry of `l` that matches the packet `p` (whose whole key is `key`, and that is
+/// `plain` or not) with a priority below `p`'s limit. Entries are checked [`CHUNK`] at a
+/// time: their loads are independent, so the lines come in together, and a chunk costs one
+/// branch unless something in it matched.
+#[inline(always)]
+fn scan_leaf<'a, K: Kernel>(
+    kern: K,
+    l: &'a [Entry],
+    p: &K::Pkt,
+    plain: bool,
+    key: Option<&PacketKey>,
+) -> Option<&'a Entry> {
+    // What an entry whose ranges and priority pass needs besides: the packet plain, or its
+    // whole rule matching.
+    let rest = |e: &Entry| match &e.full {
+        None => plain,
+        Some(r) => key.is_some_and(|k| r.matches(k)),
+    };
+    let mut chunks = l.chunks_exact(CHUNK);
+    // Entry k's test result in bits 16k.. of a word: bits 16k..16k+9 its ranges, bit 16k+10
+    // its priority.
+    const RANGES: u64 = 0x03ff_03ff_03ff_03ff;
+    const PRIOS: u64 = (PRIO_FAIL as u64) * 0x0001_0001_0001_0001;
+    for ch in &mut chunks {
+        let mut m = 0u64;
+        for (k, e) in ch.iter().enumerate() {
+            m |= u64::from(kern.test(e, p)) << (16 * k);
+        }
+        // Bit 16k+10 of `(m & RANGES) + RANGES` is set if a range of entry k failed (no carry
+        // crosses into the next entry's bits); of `ev`, if entry k passed or its priority is
+        // too high (and so are all after it).
+        let ranges_fail = (m & RANGES).wrapping_add(RANGES) & PRIOS;
+        let mut ev = (ranges_fail ^ PRIOS) | (m & PRIOS);
+        while ev != 0 {
+            let k = (ev.trailing_zeros() / 16) as usize;
+            if m & (u64::from(PRIO_FAIL) << (16 * k)) != 0 {
+                return None;
+            }
+            let e = ch.get(k)?;
+            if rest(e) {
+                return Some(e);
+            }
+            ev &= ev - 1;
+        }
+    }
+    for e in chunks.remainder() {
+        let f = kern.test(e, p);
+        // One branch for both "all lanes pass" (0) and "priority too high".
+        if f.wrapping_sub(1) >= PRIO_FAIL - 1 {
+            if f != 0 {
+                // Priorities grow along a leaf: no later entry can beat the limit either.
+                return None;
+            }
+            if rest(e) {
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
+/// The burst lookup: every (packet, tree) pair walks down one level per pass, so the loads of
+/// all of them are independent of each other; then each packet scans its leaves, trees in
+/// order of their best priority, with the best match so far as the limit.
+#[inline(always)]
+fn burst<K: Kernel>(
+    kern: K,
+    roots: &[&Kid],
+    vals: &[Vals; LANES],
+    plain: &[bool; LANES],
+    keys: &[PacketKey],
+    map: &[u16],
+    best: &mut [Option<Found>; LANES],
 ) {
     const MAXW: usize = LANES * MAX_TREES;
     let n = map.len().min(LANES);
-    let roots = &roots[..roots.len().min(MAX_TREES)];
     let Some(&first) = roots.first() else {
         best[..n].fill(None);
         return;
     };
+    let mut roots_by: [&Kid; MAX_TREES] = [first; MAX_TREES];
+    let nt = roots.len().min(MAX_TREES);
+    roots_by[..nt].copy_from_slice(&roots[..nt]);
+    // Trees in order of their best priority, so later ones are pruned by earlier matches.
+    roots_by[..nt].sort_unstable_by_key(|r| r.best());
+    let roots = &roots_by[..nt];
     let mut cur: [&Kid; MAXW] = [first; MAXW];
-    // (lane, tree) pairs still at an inner node, as `tree * LANES + lane`.
-    let mut pend = [0u16; MAXW];
-    let mut npend = 0;
     for (t, r) in roots.iter().enumerate() {
-        for j in 0..n {
-            let w = t * LANES + j;
-            cur[w] = r;
-            if let Kid::Node(_) = r {
-                pend[npend] = w as u16;
-                npend += 1;
+        cur[t * LANES..t * LANES + n].fill(r);
+    }
+    // Walk: every pair still at a node moves one level per pass (until a pass finds none;
+    // a pass over pairs at leaves costs less than keeping a list of those still walking).
+    loop {
+        let mut more = false;
+        for tree in cur[..nt * LANES].chunks_exact_mut(LANES) {
+            for (c, v) in tree[..n].iter_mut().zip(vals) {
+                if let Kid::Node(nd) = *c {
+                    *c = kern.child(nd, v);
+                    more = true;
+                }
+            }
+        }
+        if !more {
+            break;
+        }
+    }
+    // With several trees, every leaf's best priority first: independent loads of each leaf's
+    // first entry, which all overlap (and bring the line the scan reads first); a leaf that
+    // cannot beat the packet's best match so far is not scanned. (With one tree there is
+    // nothing to prune, and the pass costs more than its loads save.)
+    let mut first = [0u32; MAXW];
+    if nt > 1 {
+        for t in 0..nt {
+            for j in 0..n {
+                let w = t * LANES + j;
+                first[w] = cur[w].best();
             }
         }
     }
-    // Walk: every pair still at a node moves one level per pass.
-    while npend > 0 {
-        let mut m = 0;
-        for q in 0..npend {
-            let w = usize::from(pend[q]);
-            if let Kid::Node(nd) = cur[w] {
-                cur[w] = nd.child(&vals[w % LANES]);
-                pend[m] = pend[q];
-                m += 1;
-            }
-        }
-        npend = m;
-    }
-    // Every leaf's best priority: independent loads of each leaf's first entry, which all
-    // overlap (and bring the line the scan reads first); a leaf that cannot beat the packet's
-    // best match so far is not scanned.
-    let mut first = [u32::MAX; MAXW];
-    for t in 0..roots.len() {
-        for j in 0..n {
-            let w = t * LANES + j;
-            first[w] = cur[w].best();
-        }
-    }
+    let mut bent: [Option<&Entry>; LANES] = [None; LANES];
     for j in 0..n {
-        let mut b: Option<Found> = None;
-        for t in 0..roots.len() {
+        let mut lim = u32::MAX;
+        let mut p = kern.pkt(&vals[j], lim);
+        for t in 0..nt {
             let w = t * LANES + j;
-            let lim = b.map_or(u32::MAX, |b| b.0);
             if first[w] >= lim {
                 continue;
             }
-            if let Some(f) = scan(cur[w], &vals[j], plain[j], &keys[usize::from(map[j])], lim) {
-                b = Some(f);
+            let Kid::Leaf(l) = cur[w] else { continue };
+            p = kern.with_lim(p, lim);
+            let key = keys.get(usize::from(map[j]));
+            if let Some(e) = scan_leaf(kern, l, &p, plain[j], key) {
+                lim = e.prio;
+                bent[j] = Some(e);
             }
         }
-        best[j] = b;
+    }
+    for j in 0..n {
+        best[j] = bent[j].map(|e| (e.prio, e.id, e.action));
     }
 }
