@@ -34,8 +34,13 @@ fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
     h[2..4].copy_from_slice(&(20 + l4.len() as u16).to_be_bytes());
     let c = csum(&h, 0);
     h[10..12].copy_from_slice(&c.to_be_bytes());
-    let at = if proto == 6 { 16 } else { 6 };
-    let c = csum(&l4, pseudo_of(&h));
+    // ICMP's checksum covers the message alone; TCP's and UDP's the pseudo-header too.
+    let (at, init) = match proto {
+        1 => (2, 0),
+        6 => (16, pseudo_of(&h)),
+        _ => (6, pseudo_of(&h)),
+    };
+    let c = csum(&l4, init);
     l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
     f.extend(h);
     f.extend(l4);
@@ -199,49 +204,23 @@ fn every_corpus_capture_runs_through_the_vnf_chain_in_both_directions() {
 fn damaged_packets_never_panic_the_chain_and_are_all_accounted() {
     let sub = [10, 1, 2, 3];
     let far = [93, 184, 216, 34];
-    let echo = {
-        let mut l4 = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
-        l4.extend_from_slice(b"ping");
-        let c = csum(&l4, 0);
-        l4[2..4].copy_from_slice(&c.to_be_bytes());
-        let mut f = frame(sub, far, 1, vec![0; 12]);
-        f.truncate(34);
-        f.extend_from_slice(&l4);
-        let tot = (f.len() - 14) as u16;
-        f[16..18].copy_from_slice(&tot.to_be_bytes());
-        f[24..26].fill(0);
-        let c = csum(&f[14..34], 0);
-        f[24..26].copy_from_slice(&c.to_be_bytes());
-        f
-    };
-    let quoted = udp(sub, 5000, far, 53);
-    let icmp_err = {
-        let mut l4 = vec![3, 3, 0, 0, 0, 0, 0, 0];
-        l4.extend_from_slice(&quoted[14..14 + 28]);
-        let c = csum(&l4, 0);
-        l4[2..4].copy_from_slice(&c.to_be_bytes());
-        let mut f = frame(far, [198, 51, 100, 1], 1, vec![0; 12]);
-        f.truncate(34);
-        f.extend_from_slice(&l4);
-        let tot = (f.len() - 14) as u16;
-        f[16..18].copy_from_slice(&tot.to_be_bytes());
-        f[24..26].fill(0);
-        let c = csum(&f[14..34], 0);
-        f[24..26].copy_from_slice(&c.to_be_bytes());
-        f
-    };
+    let mut echo = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
+    echo.extend_from_slice(b"ping");
+    let echo = frame(sub, far, 1, echo);
+    let mut icmp_err = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp_err.extend_from_slice(&udp(sub, 5000, far, 53)[14..14 + 28]);
+    let icmp_err = frame(far, [198, 51, 100, 1], 1, icmp_err);
     let frags = {
-        // A UDP datagram in two pieces: MF with offset 0, then offset 16 bytes.
+        // A UDP datagram in two pieces: MF with offset 0, then offset 16 bytes; each piece's
+        // IPv4 header then gets its own length, fragment field and checksum.
         let whole = udp(sub, 6000, far, 9999);
         let mut a = whole[..14 + 20 + 16].to_vec();
-        a[20..22].copy_from_slice(&0x2000u16.to_be_bytes());
-        a[16..18].copy_from_slice(&36u16.to_be_bytes());
         let mut b = whole[..14 + 20].to_vec();
         b.extend_from_slice(&whole[14 + 20 + 16..]);
-        b[20..22].copy_from_slice(&2u16.to_be_bytes());
-        let tot = (b.len() - 14) as u16;
-        b[16..18].copy_from_slice(&tot.to_be_bytes());
-        for f in [&mut a, &mut b] {
+        for (f, frag) in [(&mut a, 0x2000u16), (&mut b, 2)] {
+            let tot = (f.len() - 14) as u16;
+            f[16..18].copy_from_slice(&tot.to_be_bytes());
+            f[20..22].copy_from_slice(&frag.to_be_bytes());
             f[24..26].fill(0);
             let c = csum(&f[14..34], 0);
             f[24..26].copy_from_slice(&c.to_be_bytes());

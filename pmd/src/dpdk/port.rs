@@ -23,8 +23,8 @@ use std::ptr::{null_mut, NonNull};
 
 use super::{sys, DpdkError, Eal};
 use crate::mbuf::{
-    Burst, Mbuf, MbufHdr, RxTail, BURST_MAX, FLAG_IP_CSUM_BAD, FLAG_IP_CSUM_GOOD, FLAG_TX_CSUM,
-    HDR_SIZE, INDEX_BITS,
+    Burst, Mbuf, MbufHdr, RxTail, BURST_MAX, FLAG_IP_CSUM_BAD, FLAG_IP_CSUM_GOOD, HDR_SIZE,
+    INDEX_BITS,
 };
 use crate::pool::{ExternalStore, Pool, PoolCache};
 use crate::port::{Port, PortDrop, PortError, PortStats};
@@ -687,37 +687,21 @@ impl Port for DpdkPort {
         let mut bytes = 0u64;
         let mut any_copy = false;
         let (tx_csum, port_id, pool_id) = (self.tx_csum, self.port_id, self.pool_id);
-        // `copied[..init]` is written; the rest only matters once a packet has been copied.
-        let mut init = 0;
         for m in &mut burst.as_mut_slice()[..n] {
             let len = m.len();
-            if !m.has_any_flag(FLAG_TX_CSUM) && m.handle() >> INDEX_BITS == pool_id {
-                // The usual packet: one of our DPDK buffers, nothing left to fill.
-                // SAFETY: our buffer of the DPDK pool: its rte_mbuf sits right before it, ours
-                // alone, of one segment.
-                unsafe {
-                    let r = m.as_ptr().cast_mut().sub(HDR_SIZE).cast::<sys::rte_mbuf>();
-                    write_tx(r, m.headroom() as u16, len as u16, port_id, 0);
-                    ms[k] = r;
-                }
-                bytes += len as u64;
-                k += 1;
-                continue;
-            }
-            copied[init..k].fill(false);
-            init = k + 1;
             // Checksums left to transmit: the device's where it has the offload (the engine
             // fills them in software for a port without it; this covers a direct caller).
             let offload = match m.tx_csum() {
+                None => None,
                 Some(l3) if tx_csum => csum_offload(m, l3),
                 Some(_) => {
                     m.fill_tx_csum();
                     None
                 }
-                None => None,
             };
-            if m.handle() >> INDEX_BITS == self.pool_id {
-                // SAFETY: our buffer of the DPDK pool: its rte_mbuf sits right before it.
+            if m.handle() >> INDEX_BITS == pool_id {
+                // SAFETY: our buffer of the DPDK pool: its rte_mbuf sits right before it, ours
+                // alone, of one segment.
                 unsafe {
                     let r = m.as_ptr().cast_mut().sub(HDR_SIZE).cast::<sys::rte_mbuf>();
                     let flags = match offload {
@@ -762,15 +746,12 @@ impl Port for DpdkPort {
             bytes += len as u64;
             k += 1;
         }
-        if any_copy {
-            copied[init.min(k)..k].fill(false);
-        }
         // SAFETY: `ms[..k]` are valid mbufs we own; the device takes ownership of those sent.
         let sent =
             unsafe { sys::dp_tx_burst(self.port_id, self.base + queue, ms.as_mut_ptr(), k as u16) }
                 as usize;
         for i in sent..k {
-            if any_copy && copied[i] {
+            if copied[i] {
                 // SAFETY: our unsent copy, still owned by us.
                 unsafe { sys::dp_pktmbuf_free_bulk(&mut ms[i], 1) };
             }
