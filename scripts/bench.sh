@@ -3,7 +3,8 @@
 # regenerates BENCHMARKS.md and the plots:
 #
 #   scripts/bench.sh io [extra bench args]        forward only, vs dpdk-testpmd io on net_null
-#   scripts/bench.sh dpdk-io [args]               the same through our DPDK driver (net_null)
+#   scripts/bench.sh dpdk-io [args]               the same through our DPDK driver (net_null);
+#                                                 --no-cut-through: the stage path (dpdk-io-stage)
 #   scripts/bench.sh chain-length [args]          1..8 stages on one core
 #   scripts/bench.sh pipeline [args]              two cores, zero-loss rate by binary search
 #   scripts/bench.sh gen-cost [args]              the generator's own cycles per packet

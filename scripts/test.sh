@@ -29,7 +29,7 @@ if have_dpdk; then
   # pmd's DPDK tests (net_null, net_ring loop, hot-plugged vdevs), every golden case again
   # through DPDK net_pcap ports (the `dpdk-pcap` layout), and two workers on two queues.
   cargo test -p pmd --features dpdk --locked
-  cargo test -p dataplane --features dpdk --locked --test golden --test dpdk_queues
+  cargo test -p dataplane --features dpdk --locked --test golden --test dpdk_queues --test dpdk_cut_through
 else
   echo "skipping the dpdk feature: libdpdk-dev, libclang-dev or pkg-config is missing; run scripts/setup.sh as root" >&2
 fi

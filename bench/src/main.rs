@@ -16,7 +16,10 @@
 //! * `pipeline`: the same chain cut over two cores with a handoff ring; the zero-loss rate is
 //!   found by binary search on the generator's paced rate (RFC 2544 style).
 //! * `dpdk-io`: `io` through our DPDK driver (two `net_null` devices, packets kept in their
-//!   `rte_mbuf`s) against the same testpmd run; built with `--features dpdk`.
+//!   `rte_mbuf`s) against the same testpmd run; built with `--features dpdk`. A forward-only
+//!   chain on DPDK ports cuts through (bursts of `rte_mbuf`s passed port to port, as testpmd
+//!   does); `--no-cut-through` runs the forward stage on every packet instead and is recorded
+//!   as `dpdk-io-stage`.
 //! * `router`: full-BGP-table lookups (random and table-drawn IPv4, IPv6) against
 //!   `dpdk-test-fib` on the same prefixes and traces, both FIBs' memory, the router stage's Mpps.
 //! * `firewall`: ClassBench acl1/fw1/ipc1 at 1K and 10K against every `dpdk-test-acl` algorithm

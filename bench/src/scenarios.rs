@@ -254,6 +254,7 @@ fn run_direct(
         ring_size: 1024,
         steer: None,
         orders: Vec::new(),
+        cut_through: true,
     };
     run_engine(g, stages, opts, secs)
 }
@@ -368,7 +369,13 @@ pub fn gen_cost_cmd(burst: usize, core: usize, g: &GenConfig) -> Res<()> {
 /// The `io` configuration: two null ports (ours, or with `dpdk_run = Some(r)` two DPDK
 /// `net_null` devices created for run `r`, named apart because DPDK keeps a device's name
 /// taken for the life of the process).
-fn io_config(core: usize, burst: usize, len: u16, dpdk_run: Option<usize>) -> String {
+fn io_config(
+    core: usize,
+    burst: usize,
+    len: u16,
+    dpdk_run: Option<usize>,
+    cut_through: bool,
+) -> String {
     let ports = match dpdk_run {
         None => format!(
             r#"[[port]]
@@ -414,6 +421,7 @@ buffers = {BUFFERS}
 [engine]
 workers = [{core}]
 burst = {burst}
+cut_through = {cut_through}
 {ports}[[stage]]
 kind = "forward"
 routes = {{ null0 = "null1", null1 = "null0" }}
@@ -456,26 +464,41 @@ pub struct IoArgs {
     /// Skip the DPDK peer.
     #[arg(long)]
     no_peer: bool,
+    /// Run the forward stage on every packet (the engine's general path, `[engine]
+    /// cut_through = false`) instead of letting DPDK ports cut through (`dpdk-io` only).
+    #[arg(long)]
+    no_cut_through: bool,
 }
 
 /// `bench io` (`dpdk`: `bench dpdk-io`, the same through the DPDK driver on `net_null`).
 pub fn io(a: &IoArgs, len: u16, lat_secs: f64, dpdk: bool) -> Res<()> {
     let (secs, runs, burst, core, peer) = (a.secs, a.runs.max(1), a.burst, a.core, !a.no_peer);
-    let scenario = if dpdk { "dpdk-io" } else { "io" };
+    let scenario = match (dpdk, a.no_cut_through) {
+        (false, _) => "io",
+        (true, false) => "dpdk-io",
+        // The same forwarding through the engine's general path, recorded beside it.
+        (true, true) => "dpdk-io-stage",
+    };
     let config_of = |r: usize| -> Res<Config> {
-        let text = io_config(core, burst, len, dpdk.then_some(r));
+        let text = io_config(core, burst, len, dpdk.then_some(r), !a.no_cut_through);
         Config::parse(&format!("<bench {scenario}>"), &text, Path::new("."))
             .map_err(|e| e.to_string())
     };
     let cfg = config_of(0)?;
     let hz = pmd::cpu::tsc_hz();
     print_machine();
+    let cut = dpdk && !a.no_cut_through;
     println!(
-        "config: 2 {} ports ({len} B, no data touched), forward stage, burst {burst}, worker core {core}, {BUFFERS} buffers, {runs} x {secs} s{}",
+        "config: 2 {} ports ({len} B, no data touched), forward stage{}, burst {burst}, worker core {core}, {BUFFERS} buffers, {runs} x {secs} s{}",
         if dpdk {
             "DPDK net_null (packets kept in their rte_mbufs)"
         } else {
             "null"
+        },
+        if cut {
+            " (cut-through: bursts of rte_mbufs passed port to port)"
+        } else {
+            " on every packet"
         },
         if peer { ", interleaved with the peer" } else { "" }
     );
@@ -526,6 +549,7 @@ pub fn io(a: &IoArgs, len: u16, lat_secs: f64, dpdk: bool) -> Res<()> {
         serde_json::json!({
             "worker_core": core, "burst": burst, "packet_len": len, "ports": 2,
             "port_kind": if dpdk { "dpdk net_null" } else { "null" }, "buffers": BUFFERS, "stages": ["forward"], "secs": secs,
+            "cut_through": cut,
             "runs": runs, "interleaved": peer,
             "backing": format!("{:?}", pmd::mem::hugepages_free().map(|f| if f > 0 { "hugepages free" } else { "no free hugepages" })),
             "latency_pass": { "secs": lat_secs, "generator": "udp ipv4 1024 flows", "stages": ["forward"] },
@@ -718,6 +742,7 @@ fn pipeline_trial(a: &PipelineArgs, rate_pps: Option<f64>) -> Res<Trial> {
             ring_size: a.ring,
             steer: None,
             orders: Vec::new(),
+            cut_through: true,
         };
         let n = a.stages;
         return run_engine(&g, &move || touches(n), opts, a.trial_secs);

@@ -50,6 +50,7 @@ fn main() {
         ring_size: 1024,
         steer: None,
         orders: Vec::new(),
+        cut_through: true,
     };
     let engine = Engine::new(ports, pool.pool().clone(), Box::new(chain), opts).expect("engine");
     let stop = AtomicBool::new(false);

@@ -437,6 +437,7 @@ pub fn engine_options(cfg: &Config, offline: bool) -> EngineOptions {
             }
         },
         orders: cfg.orders.clone(),
+        cut_through: cfg.cut_through,
     }
 }
 

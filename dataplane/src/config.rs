@@ -143,6 +143,12 @@ struct RawEngine {
     segments: Option<Spanned<Vec<usize>>>,
     #[serde(default = "d_ring")]
     ring_size: Spanned<u32>,
+    #[serde(default = "d_true")]
+    cut_through: bool,
+}
+
+fn d_true() -> bool {
+    true
 }
 
 fn d_burst() -> Spanned<usize> {
@@ -161,6 +167,7 @@ impl Default for RawEngine {
             burst: d_burst(),
             segments: None,
             ring_size: d_ring(),
+            cut_through: true,
         }
     }
 }
@@ -474,6 +481,8 @@ pub struct Config {
     pub segments: Vec<usize>,
     /// Ring capacity.
     pub ring_size: u32,
+    /// `[engine] cut_through` (default on): see `engine::EngineOptions::cut_through`.
+    pub cut_through: bool,
     /// Ports, in order (port number = index).
     pub ports: Vec<PortConfig>,
     /// The chain.
@@ -1135,6 +1144,7 @@ impl Config {
             burst: *e.burst.get_ref(),
             segments,
             ring_size: rs,
+            cut_through: e.cut_through,
             ports,
             stages,
             replay_inputs,

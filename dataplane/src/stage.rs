@@ -382,6 +382,15 @@ pub trait Stage: Send {
     fn counters(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+
+    /// For a stage that does nothing but send every packet of input port `p` out of port
+    /// `map[p]` (it reads no byte of the packet, keeps no state and counts nothing per packet):
+    /// that map (`pmd::mbuf::NO_EGRESS`, or a port past its end: no rule). A chain of one such
+    /// stage lets the engine pass bursts between ports without running it (cut-through, see
+    /// `engine`). `None` for every other stage.
+    fn patch(&self) -> Option<&[u16]> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! DPDK ports with several queue pairs, one per run-to-completion worker, built from a
 //! configuration the way `dataplane run` builds it: each worker polls its own queue of every
-//! port (no dispatching thread), and the port counters are the sums over the queues.
+//! port (no dispatching thread), and the port counters are the sums over the queues. Both
+//! with the forward stage cutting through (the default for a forward-only chain on DPDK ports)
+//! and running on every packet.
 #![cfg(feature = "dpdk")]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,12 @@ fn two_workers_each_own_a_queue_of_every_dpdk_port() {
         );
         return;
     }
+    for (run, cut_through) in [(0, true), (1, false)] {
+        two_workers(run, cut_through);
+    }
+}
+
+fn two_workers(run: usize, cut_through: bool) {
     let text = r#"
 [memory]
 buffers = 16383
@@ -29,18 +37,19 @@ eal = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--no-telemetry", "-
 
 [engine]
 workers = [0, 1]
+cut_through = CUT
 
 [[port]]
 name = "a"
 kind = "dpdk"
-device = "net_null0"
+device = "net_nullA"
 devargs = "size=64"
 queues = 2
 
 [[port]]
 name = "b"
 kind = "dpdk"
-device = "net_null1"
+device = "net_nullB"
 devargs = "size=64"
 queues = 2
 
@@ -48,6 +57,12 @@ queues = 2
 kind = "forward"
 routes = { a = "b", b = "a" }
 "#;
+    // DPDK keeps a device's name taken for the life of the process: each run has its own.
+    let text = text
+        .replace("CUT", &cut_through.to_string())
+        .replace("net_nullA", &format!("net_null{}", 2 * run))
+        .replace("net_nullB", &format!("net_null{}", 2 * run + 1));
+    let text = text.as_str();
     let cfg = Config::parse("queues.toml", text, std::path::Path::new(".")).expect("config");
     let described = build::describe(&cfg);
     assert!(described.contains("2 queue(s)"), "{described}");

@@ -136,6 +136,7 @@ fn opts(layout: Layout, workers: usize) -> EngineOptions {
         ring_size: 1024,
         steer: None,
         orders: Vec::new(),
+        cut_through: true,
     }
 }
 

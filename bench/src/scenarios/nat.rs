@@ -270,6 +270,7 @@ fn direct_opts(burst: usize, core: usize) -> EngineOptions {
         ring_size: 1024,
         steer: None,
         orders: Vec::new(),
+        cut_through: true,
     }
 }
 

@@ -985,6 +985,7 @@ fn run_rewritten(
         ring_size: 1024,
         steer: None,
         orders: Vec::new(),
+        cut_through: true,
     };
     super::run_ports(Box::new(gen), ts, stages, opts, a.secs)
 }

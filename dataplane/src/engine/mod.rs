@@ -29,6 +29,14 @@
 //! input the I/O thread tells the workers to stop only once they have processed everything and
 //! no handoff is waiting or running.
 //!
+//! **Cut-through.** A chain that only patches ports together (one `forward` stage: every
+//! packet of port A leaves by port B, nothing reads it) needs none of the engine's per-packet
+//! work. When a direct worker online has such a chain and all its ports keep their packets in
+//! buffers of one driver that any of them can send (DPDK's `rte_mbuf`s), it moves each received
+//! burst straight to the other port's transmit ([`pmd::port::NativeBurst`]), as
+//! `dpdk-testpmd --forward-mode=io` or VPP's `l2patch` do: the framework then costs nothing per
+//! packet. `[engine] cut_through = false` turns it off (the stage then runs as any other).
+//!
 //! Counters always balance: packets received by ports plus packets created by stages equal
 //! packets sent plus packets dropped, by reason. [`Report::balanced`] checks it and tests
 //! assert it.
@@ -42,7 +50,7 @@ use std::sync::Arc;
 
 use pmd::cpu::{self, TscClock};
 use pmd::mbuf::{buf_spsc, BufConsumer, BufProducer};
-use pmd::port::{Port, PortDrop, PortError, PortStats};
+use pmd::port::{NativeBurst, Port, PortDrop, PortError, PortStats};
 use pmd::{Burst, Mbuf, Pool, PoolCache, BURST_MAX};
 
 use crate::stage::{DropCounters, DropReason, Stage};
@@ -94,6 +102,11 @@ pub struct EngineOptions {
     /// Input ports whose packets meet the stages in another order: `(port, stage indexes)`,
     /// each a permutation of the chain (see [`chain::Orders`]). Run-to-completion only.
     pub orders: Vec<(u16, Vec<usize>)>,
+    /// Lets a direct worker whose chain only patches ports together (one stage with a
+    /// [`Stage::patch`] map covering every port) pass bursts of the driver's own buffers from
+    /// port to port without running the chain, where all its ports share a
+    /// [`pmd::port::NativeKind`] (DPDK ports). Online only. See "Cut-through" above.
+    pub cut_through: bool,
 }
 
 /// Picks the worker for a received packet when the symmetric flow hash is not enough: a NAT's
@@ -487,6 +500,7 @@ impl<'a> Engine<'a> {
                         runner.offload_csum = ports.iter().map(|p| p.tx_csum_offload()).collect();
                         let mut w = Direct {
                             offline: opts.offline,
+                            cut_through: opts.cut_through,
                             seq: 0,
                             cache: pool.cache(),
                             runner,
@@ -828,6 +842,7 @@ impl Clock {
 /// The single run-to-completion worker that owns the ports.
 struct Direct {
     offline: bool,
+    cut_through: bool,
     seq: u64,
     cache: PoolCache,
     runner: ChainRunner,
@@ -843,6 +858,9 @@ impl Direct {
         burst_size: usize,
         stop: &AtomicBool,
     ) -> Result<(), EngineError> {
+        if let Some(map) = self.patch_map(ports, stages) {
+            return self.run_cut_through(ports, &map, burst_size, stop);
+        }
         let nports = ports.len() as u16;
         let mut burst = Burst::new();
         let mut leaving = Burst::new();
@@ -932,6 +950,77 @@ impl Direct {
         self.runner
             .flush(now, 0, stages, &mut leaving, &mut self.cache, nports);
         self.transmit(ports, &mut leaving)?;
+        for p in ports.iter_mut() {
+            p.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Where each port's packets go when this worker can cut through (see [`Direct::run_cut_through`]):
+    /// online, a chain of one stage whose [`Stage::patch`] map sends every port to a port, and
+    /// all ports of one [`pmd::port::NativeKind`].
+    fn patch_map(&self, ports: &[Box<dyn Port>], stages: &[Box<dyn Stage>]) -> Option<Vec<usize>> {
+        if !self.cut_through || self.offline {
+            return None;
+        }
+        let [stage] = stages else { return None };
+        let map = stage.patch()?;
+        let kind = ports.first()?.native_kind()?;
+        if ports.iter().any(|p| p.native_kind() != Some(kind)) {
+            return None;
+        }
+        (0..ports.len())
+            .map(|p| {
+                map.get(p)
+                    .map(|&to| usize::from(to))
+                    .filter(|&to| to < ports.len())
+            })
+            .collect()
+    }
+
+    /// Cut-through: each burst received on port `p` goes to `map[p]`'s transmit as the
+    /// driver's own buffers, with no per-packet work (what `dpdk-testpmd --forward-mode=io`
+    /// does). The counters are the chain's: received, processed, sent, and what the transmit
+    /// will not take after a few tries freed and dropped as `TxFull`.
+    fn run_cut_through(
+        &mut self,
+        ports: &mut [Box<dyn Port>],
+        map: &[usize],
+        burst_size: usize,
+        stop: &AtomicBool,
+    ) -> Result<(), EngineError> {
+        let mut b = NativeBurst::new();
+        let mut idle = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let mut got_any = false;
+            for (pi, &to) in map.iter().enumerate() {
+                let n = ports[pi].rx_native(0, &mut b, burst_size)?;
+                if n == 0 {
+                    continue;
+                }
+                got_any = true;
+                self.runner.processed += n as u64;
+                let mut tries = 0;
+                while !b.is_empty() {
+                    ports[to].tx_native(0, &mut b)?;
+                    tries += 1;
+                    if tries >= 8 && !b.is_empty() {
+                        self.runner.drops.0[DropReason::TxFull as usize] += b.free() as u64;
+                    }
+                }
+            }
+            if got_any {
+                idle = 0;
+            } else {
+                if ports.iter().all(|p| p.at_end()) {
+                    break;
+                }
+                idle += 1;
+                if idle.is_multiple_of(64) {
+                    std::thread::yield_now();
+                }
+            }
+        }
         for p in ports.iter_mut() {
             p.flush()?;
         }

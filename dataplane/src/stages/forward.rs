@@ -45,6 +45,10 @@ impl Stage for Forward {
         "forward"
     }
 
+    fn patch(&self) -> Option<&[u16]> {
+        Some(&self.map)
+    }
+
     #[inline]
     fn process(&mut self, _ctx: &mut Ctx, pkts: &mut [Mbuf], nexts: &mut [Next]) {
         // A burst usually comes from one port: look its rule up once.

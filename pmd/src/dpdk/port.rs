@@ -27,7 +27,7 @@ use crate::mbuf::{
     INDEX_BITS,
 };
 use crate::pool::{ExternalStore, Pool, PoolCache};
-use crate::port::{Port, PortDrop, PortError, PortStats};
+use crate::port::{NativeBurst, NativeKind, Port, PortDrop, PortError, PortStats};
 
 /// `RTE_ETH_RX_OFFLOAD_TIMESTAMP` (`RTE_BIT64(14)` in `rte_ethdev.h`, a macro bindgen cannot
 /// evaluate).
@@ -783,6 +783,79 @@ impl Port for DpdkPort {
         });
         self.stats.tx_packets += sent as u64;
         self.stats.tx_bytes += bytes;
+        Ok(sent)
+    }
+
+    fn native_kind(&self) -> Option<NativeKind> {
+        Some(NativeKind::RteMbuf)
+    }
+
+    #[inline]
+    fn rx_native(
+        &mut self,
+        queue: u16,
+        burst: &mut NativeBurst,
+        max: usize,
+    ) -> Result<usize, PortError> {
+        register_thread();
+        // `RteMbuf` is the only kind there is: a burst holds `rte_mbuf`s or nothing.
+        burst.kind = Some(NativeKind::RteMbuf);
+        let at = burst.len;
+        let want = max.min(BURST_MAX - at);
+        let out = burst.ptrs[at..].as_mut_ptr().cast::<*mut sys::rte_mbuf>();
+        // SAFETY: `out` has room for `want` pointers; the port and queue exist. DPDK gives us
+        // ownership of the mbufs it writes there.
+        let n = usize::from(unsafe {
+            sys::dp_rx_burst(self.port_id, self.base + queue, out, want as u16)
+        });
+        if n == 0 && self.ends && want > 0 {
+            self.ended = true;
+        }
+        let mut bytes = 0u64;
+        for &m in &burst.ptrs[at..at + n] {
+            // SAFETY: a valid mbuf we own (just received).
+            bytes += u64::from(unsafe { (*m.cast::<sys::rte_mbuf>()).pkt_len });
+        }
+        burst.len = at + n;
+        burst.bytes += bytes;
+        self.stats.rx_packets += n as u64;
+        self.stats.rx_bytes += bytes;
+        Ok(n)
+    }
+
+    #[inline]
+    fn tx_native(&mut self, queue: u16, burst: &mut NativeBurst) -> Result<usize, PortError> {
+        if burst.is_empty() {
+            return Ok(0);
+        }
+        if burst.kind != Some(NativeKind::RteMbuf) {
+            return Err(PortError::Other {
+                port: self.name.clone(),
+                msg: "cut-through transmit of buffers that are not rte_mbufs".into(),
+            });
+        }
+        register_thread();
+        let held = burst.held();
+        // SAFETY: every held pointer is an mbuf we own (`RteMbuf` bursts are filled only by
+        // `rx_native`); the device takes ownership of the first `sent`.
+        let sent = usize::from(unsafe {
+            sys::dp_tx_burst(
+                self.port_id,
+                self.base + queue,
+                held.as_mut_ptr().cast(),
+                held.len() as u16,
+            )
+        });
+        // The burst knows its bytes; only those not sent (still ours) are read.
+        let mut left = 0u64;
+        for &m in &held[sent..] {
+            // SAFETY: not sent, so still ours.
+            left += u64::from(unsafe { (*m.cast::<sys::rte_mbuf>()).pkt_len });
+        }
+        self.stats.tx_packets += sent as u64;
+        self.stats.tx_bytes += burst.bytes - left;
+        burst.bytes = left;
+        burst.consume(sent);
         Ok(sent)
     }
 

@@ -15,8 +15,11 @@ use crate::pool::PoolCache;
 
 pub mod afpacket;
 pub mod memif;
+pub mod native;
 pub mod null;
 pub mod pcap;
+
+pub use native::{NativeBurst, NativeKind};
 
 /// Why a port dropped a packet. Receive-side reasons count packets that never entered the
 /// dataplane; transmit-side reasons ([`PortDrop::is_tx`]) count packets the engine handed to the
@@ -199,6 +202,39 @@ pub trait Port: Send {
         pool: &mut PoolCache,
         burst: &mut Burst,
     ) -> Result<usize, PortError>;
+
+    /// The kind of buffers the port can receive and send untouched ([`Port::rx_native`]);
+    /// `None` for ports that only know [`crate::Mbuf`]s.
+    fn native_kind(&self) -> Option<NativeKind> {
+        None
+    }
+
+    /// Cut-through receive: appends up to `max` of the device's own buffers to `burst`,
+    /// counted as received, without making [`crate::Mbuf`]s of them. Only for a port with a
+    /// [`Port::native_kind`], and `burst` must be empty or hold that kind; otherwise an error.
+    fn rx_native(
+        &mut self,
+        queue: u16,
+        burst: &mut NativeBurst,
+        max: usize,
+    ) -> Result<usize, PortError> {
+        let _ = (queue, burst, max);
+        Err(PortError::Other {
+            port: self.name().to_string(),
+            msg: "this port has no cut-through receive".into(),
+        })
+    }
+
+    /// Cut-through transmit: sends buffers from the front of `burst` (received by a port of
+    /// the same [`Port::native_kind`]) and returns how many; those left could not be taken
+    /// now (the caller retries, or frees them with [`NativeBurst::free`] and counts them).
+    fn tx_native(&mut self, queue: u16, burst: &mut NativeBurst) -> Result<usize, PortError> {
+        let _ = (queue, burst);
+        Err(PortError::Other {
+            port: self.name().to_string(),
+            msg: "this port has no cut-through transmit".into(),
+        })
+    }
 
     /// Whether the device fills the checksums a stage left to transmit
     /// ([`crate::Mbuf::request_tx_csum`]); for a port without, the engine fills them in
