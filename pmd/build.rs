@@ -81,7 +81,7 @@ mod dpdk {
             .header("src/dpdk/wrapper.h")
             .clang_args(cflags.iter().filter(|f| !f.starts_with("-march")))
             .allowlist_function("rte_eal_(init|cleanup)")
-            .allowlist_function("rte_eth_(dev_count_avail|dev_configure|rx_queue_setup|tx_queue_setup|dev_start|dev_stop|dev_close|stats_get|dev_info_get|macaddr_get|dev_socket_id|promiscuous_enable|dev_get_name_by_port)")
+            .allowlist_function("rte_eth_(dev_count_avail|dev_configure|rx_queue_setup|tx_queue_setup|dev_start|dev_stop|dev_close|stats_get|dev_info_get|macaddr_get|dev_socket_id|promiscuous_enable|dev_get_name_by_port|dev_rss_hash_conf_get)")
             .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free|rte_mempool_obj_iter|rte_mempool_avail_count|rte_socket_id|rte_strerror|rte_thread_register|rte_eth_dev_get_port_by_name")
             .allowlist_function("rte_dev_probe|rte_eal_hotplug_remove|rte_mbuf_dyn_rx_timestamp_register")
             .allowlist_function("dp_.*")

@@ -321,6 +321,7 @@ fn open_ports_in(
                 interface,
                 fanout,
                 queues,
+                spread,
             } => {
                 let port = AfPacketPort::open(
                     &p.name,
@@ -329,6 +330,7 @@ fn open_ports_in(
                         interface: interface.clone(),
                         fanout: *fanout,
                         queues: *queues,
+                        spread: *spread,
                         ..AfPacketConfig::default()
                     },
                 )
@@ -343,6 +345,7 @@ fn open_ports_in(
                 tx_desc,
                 ends,
                 queues,
+                spread,
             } => {
                 let Some(env) = dpdk else {
                     return Err(BuildError(format!(
@@ -356,6 +359,7 @@ fn open_ports_in(
                     devargs: devargs.clone(),
                     ends: *ends,
                     queues: *queues,
+                    spread: *spread,
                 };
                 let port = pmd::dpdk::DpdkPort::open_with(
                     &env.eal, &p.name, i as u16, device, &env.pool, &opts,
@@ -532,8 +536,10 @@ pub fn describe(cfg: &Config) -> String {
                 interface,
                 fanout,
                 queues,
+                spread,
             } => format!(
-                "af-packet {interface}, {queues} queue(s){}",
+                "af-packet {interface}, {queues} queue(s){}{}",
+                spread_text(*queues, *spread),
                 fanout.map_or(String::new(), |f| format!(", fanout group {f}"))
             ),
             PortKind::Dpdk {
@@ -543,11 +549,13 @@ pub fn describe(cfg: &Config) -> String {
                 tx_desc,
                 ends,
                 queues,
+                spread,
             } => format!(
-                "dpdk {device}{}, {queues} queue(s) of {rx_desc} rx / {tx_desc} tx descriptors{}",
+                "dpdk {device}{}, {queues} queue(s){} of {rx_desc} rx / {tx_desc} tx descriptors{}",
                 devargs
                     .as_ref()
                     .map_or(String::new(), |a| format!(" ({a})")),
+                spread_text(*queues, *spread),
                 if *ends { ", input ends" } else { "" }
             ),
         };
@@ -647,4 +655,13 @@ pub fn describe(cfg: &Config) -> String {
         list(&cfg.replay_outputs)
     );
     s
+}
+
+/// How `dataplane check` says a port spreads packets over its queues (nothing for one queue).
+fn spread_text(queues: u16, spread: pmd::port::Spread) -> &'static str {
+    match (queues, spread) {
+        (0 | 1, _) => "",
+        (_, pmd::port::Spread::Flows) => " spread by flows",
+        (_, pmd::port::Spread::Hosts) => " spread by hosts (a connection's fragments meet it)",
+    }
 }

@@ -218,6 +218,8 @@ struct RawPort {
     fanout: Option<Spanned<u16>>,
     #[serde(default)]
     queues: Option<Spanned<u16>>,
+    #[serde(default)]
+    spread: Option<Spanned<SpreadName>>,
     // dpdk
     #[serde(default)]
     device: Option<Spanned<String>>,
@@ -229,6 +231,14 @@ struct RawPort {
     tx_desc: Option<Spanned<u16>>,
     #[serde(default)]
     ends: Option<Spanned<bool>>,
+}
+
+/// `spread` as written: how a port with several queues spreads packets over them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum SpreadName {
+    Flows,
+    Hosts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -307,6 +317,8 @@ pub enum PortKind {
         /// Receive/transmit queue pairs (one per worker; RSS with a symmetric key spreads
         /// flows over them).
         queues: u16,
+        /// What RSS hashes over several queues (see [`PortKind::AfPacket`]'s `spread`).
+        spread: pmd::port::Spread,
     },
     /// A kernel interface through AF_PACKET rings (`pmd::port::afpacket`).
     AfPacket {
@@ -316,6 +328,12 @@ pub enum PortKind {
         fanout: Option<u16>,
         /// Queues (one per worker; today the engine polls one).
         queues: u16,
+        /// How packets spread over the queues: `spread = "flows"` (addresses and ports) or
+        /// `"hosts"` (addresses only, so a connection's fragments meet it); by default hosts
+        /// when a stage needs a flow's fragments on its worker
+        /// ([`StageSpec::fragments_follow_flows`]: a firewall tracking connections), flows
+        /// otherwise.
+        spread: pmd::port::Spread,
     },
 }
 
@@ -332,6 +350,13 @@ pub trait StageSpec: Send + Sync + std::fmt::Debug {
     fn steer(&self, workers: usize) -> Option<std::sync::Arc<dyn crate::engine::Steer>> {
         let _ = workers;
         None
+    }
+    /// Whether the stage keeps per-connection state that a connection's fragments must meet
+    /// (a firewall tracking connections): ports with several queues then spread packets by
+    /// addresses only unless told otherwise, since a device's flow hash puts a fragment
+    /// (addresses only) and its connection's other packets (with ports) apart.
+    fn fragments_follow_flows(&self) -> bool {
+        false
     }
     /// Lines for `dataplane check` describing the resolved settings.
     fn describe(&self, ports: &[PortConfig]) -> Vec<String> {
@@ -568,7 +593,8 @@ impl Config {
             let msg = e.message().replace('\n', " ");
             let line = cx.line(span.clone());
             let mut key = table_at(text, line);
-            if let Some(f) = unknown_field(&msg) {
+            // An unknown key names itself; a bad value is named by the key written on its line.
+            if let Some(f) = unknown_field(&msg).or_else(|| key_on_line(text, line)) {
                 key = if key.is_empty() {
                     f.to_string()
                 } else {
@@ -668,6 +694,7 @@ impl Config {
 
         // Ports.
         let mut ports = Vec::new();
+        let mut spread_given = Vec::new();
         let mut names: HashMap<String, u16> = HashMap::new();
         if raw.port.is_empty() {
             return Err(cx.err(0..0, "port", "at least one [[port]] is needed"));
@@ -752,6 +779,17 @@ impl Config {
                 p.queues.as_ref().map(|v| v.span()),
                 &["af-packet", "dpdk"],
             )?;
+            only(
+                "spread",
+                p.spread.as_ref().map(|v| v.span()),
+                &["af-packet", "dpdk"],
+            )?;
+            let spread = match p.spread.as_ref().map(|v| *v.get_ref()) {
+                Some(SpreadName::Hosts) => pmd::port::Spread::Hosts,
+                // Also the placeholder for "not given", settled once the stages are known.
+                Some(SpreadName::Flows) | None => pmd::port::Spread::Flows,
+            };
+            spread_given.push(p.spread.is_some());
             // Several queues: one per run-to-completion worker, each worker owning its own.
             let check_queues = |v: &Option<Spanned<u16>>| -> Result<u16, ConfigError> {
                 let Some(q) = v else { return Ok(1) };
@@ -935,6 +973,7 @@ impl Config {
                         interface: n.clone(),
                         fanout: p.fanout.as_ref().map(|v| *v.get_ref()),
                         queues,
+                        spread,
                     }
                 }
                 PortKindName::Dpdk => {
@@ -980,6 +1019,7 @@ impl Config {
                         tx_desc: desc(&p.tx_desc, "tx_desc")?,
                         ends: p.ends.as_ref().is_some_and(|v| *v.get_ref()),
                         queues: check_queues(&p.queues)?,
+                        spread,
                     }
                 }
             };
@@ -1033,6 +1073,22 @@ impl Config {
                 base,
             };
             stages.push(std::sync::Arc::from(parser(&table)?));
+        }
+        // Ports that did not say how to spread over queues: by hosts when a stage needs a
+        // flow's fragments where its connection is.
+        if stages
+            .iter()
+            .any(|s: &std::sync::Arc<dyn StageSpec>| s.fragments_follow_flows())
+        {
+            for (p, given) in ports.iter_mut().zip(&spread_given) {
+                if let PortKind::Dpdk { spread, .. } | PortKind::AfPacket { spread, .. } =
+                    &mut p.kind
+                {
+                    if !given {
+                        *spread = pmd::port::Spread::Hosts;
+                    }
+                }
+            }
         }
 
         // Layout.
@@ -1189,6 +1245,15 @@ fn table_at(text: &str, line: usize) -> String {
     current
 }
 
+/// The key a `key = value` line `line` (1-based) sets, if it is one.
+fn key_on_line(text: &str, line: usize) -> Option<&str> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let (k, _) = l.split_once('=')?;
+    let k = k.trim();
+    let bare = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    (!k.is_empty() && k.chars().all(bare)).then_some(k)
+}
+
 /// Splits `stages` as evenly as possible over `workers` segments (earlier segments get more).
 pub fn even_segments(stages: usize, workers: usize) -> Vec<usize> {
     (0..workers)
@@ -1251,8 +1316,27 @@ mod tests {
             PortKind::AfPacket {
                 interface: "veth0".into(),
                 fanout: Some(7),
-                queues: 1
+                queues: 1,
+                spread: pmd::port::Spread::Flows,
             }
+        );
+        // A firewall tracking connections makes ports spread by hosts unless they say.
+        let fw = "[[stage]]\nkind = \"firewall\"\ninline = [\"ct established accept\"]\n";
+        let spread = |t: &str| match parse(t).unwrap().ports[1].kind {
+            PortKind::AfPacket { spread, .. } => spread,
+            _ => unreachable!("port b is af-packet"),
+        };
+        use pmd::port::Spread;
+        assert_eq!(spread(&format!("{t}{fw}")), Spread::Hosts);
+        let flows = t.replace("fanout = 7", "fanout = 7\nspread = \"flows\"");
+        assert_eq!(spread(&format!("{flows}{fw}")), Spread::Flows, "said so");
+        let hosts = t.replace("fanout = 7", "fanout = 7\nspread = \"hosts\"");
+        assert_eq!(spread(&hosts), Spread::Hosts, "said so");
+        let off = fw.replace("inline", "conntrack = false\ninline");
+        assert_eq!(
+            spread(&format!("{t}{off}")),
+            Spread::Flows,
+            "no connections tracked"
         );
         // Errors: file:line: key: what was expected.
         let bad = |from: &str, to: &str| parse(&t.replace(from, to)).unwrap_err();
@@ -1267,6 +1351,10 @@ mod tests {
         assert!(e.msg.contains("only memif"), "{e}");
         let e = bad("fanout = 7", "queues = 2");
         assert_eq!((e.line, e.key.as_str()), (12, "port[1].queues"), "{e}");
+        let e = bad("fanout = 7", "spread = \"evenly\"");
+        assert_eq!((e.line, e.key.as_str()), (12, "port[1].spread"), "{e}");
+        let e = bad("id = 3", "id = 3\nspread = \"hosts\"");
+        assert_eq!((e.line, e.key.as_str()), (7, "port[0].spread"), "{e}");
         let e = bad(
             "interface = \"veth0\"",
             "interface = \"a-very-long-interface\"",
@@ -1300,7 +1388,8 @@ mod tests {
                 rx_desc: 512,
                 tx_desc: 1024,
                 ends: true,
-                queues: 1
+                queues: 1,
+                spread: pmd::port::Spread::Flows,
             }
         );
         assert_eq!(
@@ -1394,6 +1483,14 @@ mod tests {
         }
         let e = parse(&format!("[engine]\nlayout = \"sideways\"\n{MIN}")).unwrap_err();
         assert_eq!(e.line, 2, "{e}");
+        let e = parse(&format!(
+            "[engine]\nburst = 32\ncut_through = \"yes\"\n{MIN}"
+        ))
+        .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "engine.cut_through"), "{e}");
+        assert!(parse(MIN).unwrap().cut_through, "on by default");
+        let c = parse(&format!("[engine]\ncut_through = false\n{MIN}")).unwrap();
+        assert!(!c.cut_through);
     }
 
     #[test]

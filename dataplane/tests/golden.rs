@@ -134,6 +134,7 @@ fn to_dpdk(
             tx_desc: 1024,
             ends: true,
             queues: 1,
+            spread: pmd::port::Spread::Flows,
         };
     }
     Ok(())

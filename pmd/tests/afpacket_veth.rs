@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use pmd::mem::HugePolicy;
 use pmd::port::afpacket::{AfPacketConfig, AfPacketPort};
-use pmd::port::Port;
+use pmd::port::{Port, Spread};
 use pmd::{Burst, Pool, PoolConfig};
 
 const FRAMES: u32 = 5000;
@@ -341,42 +341,42 @@ fn udp_frame(seq: u32) -> Vec<u8> {
     f
 }
 
-#[test]
-fn fanout_spreads_flows_over_queues() {
+/// Sends `FRAMES` frames made by `make` from namespace A into port `b0` of namespace F, opened
+/// with two queues spread by `spread`; returns the IPv4 frames each queue received, or `None`
+/// (after saying why) where the test cannot run.
+fn receive_over_two_queues(
+    name: &str,
+    spread: Spread,
+    make: fn(u32) -> Vec<u8>,
+) -> Option<[Vec<Vec<u8>>; 2]> {
     let missing = !have("ip");
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if missing || !root {
         let _ = writeln!(
             std::io::stderr(),
-            "SKIP fanout_spreads_flows_over_queues: {}",
+            "SKIP {name}: {}",
             if root { "missing ip" } else { "not root" }
         );
-        return;
+        return None;
     }
     let tag = std::process::id();
-    let (na, nf) = (format!("pmdfo{tag}a"), format!("pmdfo{tag}f"));
+    let short = &name[..2];
+    let (na, nf) = (format!("pmd{short}{tag}a"), format!("pmd{short}{tag}f"));
     let _guard = Netns(vec![na.clone(), nf.clone()]);
     for n in [&na, &nf] {
         sh(&["ip", "netns", "add", n]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            n,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-        ]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            n,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ]);
+        for all in ["all", "default"] {
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                n,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{all}.disable_ipv6=1"),
+            ]);
+        }
     }
     sh(&[
         "ip", "link", "add", "a0", "netns", &na, "type", "veth", "peer", "name", "b0", "netns", &nf,
@@ -403,26 +403,26 @@ fn fanout_spreads_flows_over_queues() {
             AfPacketConfig {
                 interface: "b0".into(),
                 queues: 2,
+                spread,
                 ..AfPacketConfig::default()
             },
         )
         .unwrap();
         assert_eq!(port.rx_queues(), 2);
         ready2.store(true, Ordering::Release);
-        let mut per_queue = [0u64; 2];
+        let mut per_queue: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
         let mut burst = Burst::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let mut n = 0;
-            for (q, count) in per_queue.iter_mut().enumerate() {
-                let got = port.rx_burst(q as u16, &mut cache, &mut burst, 32).unwrap();
+            for (q, got) in per_queue.iter_mut().enumerate() {
+                n += port.rx_burst(q as u16, &mut cache, &mut burst, 32).unwrap();
                 for m in burst.as_slice() {
                     if m.data().get(12..14) == Some(&[0x08, 0x00][..]) {
-                        *count += 1;
+                        got.push(m.data().to_vec());
                     }
                 }
                 cache.free_burst(&mut burst);
-                n += got;
             }
             if n == 0 {
                 if stop2.load(Ordering::Relaxed) {
@@ -440,22 +440,91 @@ fn fanout_spreads_flows_over_queues() {
     let na2 = na.clone();
     std::thread::spawn(move || {
         enter(&na2);
-        send_with(udp_frame);
+        send_with(make);
     })
     .join()
     .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
-    let per_queue = rx.join().unwrap();
+    Some(rx.join().unwrap())
+}
+
+#[test]
+fn fanout_spreads_flows_over_queues() {
+    let Some(q) = receive_over_two_queues("fanout_flows", Spread::Flows, udp_frame) else {
+        return;
+    };
     let _ = writeln!(
         std::io::stderr(),
         "fanout: sent {FRAMES} frames over 64 flows; queue 0 got {}, queue 1 got {}",
-        per_queue[0],
-        per_queue[1]
+        q[0].len(),
+        q[1].len()
     );
-    assert_eq!(per_queue[0] + per_queue[1], FRAMES as u64);
+    assert_eq!(q[0].len() + q[1].len(), FRAMES as usize);
     assert!(
-        per_queue[0] > 0 && per_queue[1] > 0,
+        !q[0].is_empty() && !q[1].is_empty(),
         "both queues get flows"
     );
+}
+
+/// IPv4/UDP traffic between 16 host pairs (pair `seq % 16`: 10.0.k.1 and 10.1.k.2, either
+/// way round), a third of it whole with varying ports, a third first fragments and a third
+/// later fragments (no ports at all).
+fn host_pair_frame(seq: u32) -> Vec<u8> {
+    let mut f = udp_frame(seq);
+    let k = (seq % 16) as u8;
+    let (a, b) = ([10, 0, k, 1], [10, 1, k, 2]);
+    let (src, dst) = if seq.is_multiple_of(2) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    f[26..30].copy_from_slice(&src);
+    f[30..34].copy_from_slice(&dst);
+    let frag: u16 = match (seq / 16) % 3 {
+        0 => 0,
+        1 => 0x2000, // more fragments, offset 0: a first fragment
+        _ => 8,      // offset 64 bytes (in units of 8), no more fragments: the last one
+    };
+    f[20..22].copy_from_slice(&frag.to_be_bytes());
+    f[18..20].copy_from_slice(&(seq as u16).to_be_bytes());
+    f[24..26].fill(0);
+    let mut sum = 0u32;
+    for c in f[14..34].chunks(2) {
+        sum += u16::from_be_bytes([c[0], c[1]]) as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    f
+}
+
+#[test]
+fn hosts_spread_keeps_every_packet_of_a_host_pair_on_one_queue() {
+    let Some(q) = receive_over_two_queues("hosts_spread", Spread::Hosts, host_pair_frame) else {
+        return;
+    };
+    assert_eq!(q[0].len() + q[1].len(), FRAMES as usize);
+    // The pair a frame belongs to: the third byte of either address.
+    let pair = |f: &[u8]| f[28];
+    let mut queue_of = [None; 16];
+    for (qi, frames) in q.iter().enumerate() {
+        for f in frames {
+            let k = usize::from(pair(f));
+            assert_eq!(
+                *queue_of[k].get_or_insert(qi),
+                qi,
+                "pair {k}: whole packets, first and later fragments, both ways, on one queue"
+            );
+        }
+    }
+    let on0 = queue_of.iter().filter(|q| **q == Some(0)).count();
+    let _ = writeln!(
+        std::io::stderr(),
+        "hosts spread: {on0} of 16 host pairs on queue 0; frames {} / {}",
+        q[0].len(),
+        q[1].len()
+    );
+    assert!(on0 > 0 && on0 < 16, "host pairs spread over both queues");
 }

@@ -73,3 +73,45 @@ fn forward_between_null_devices_without_copy() {
     // net_null frees on transmit: everything is back in the mempool.
     assert_eq!(pool.pool().shared_free(), 8191);
 }
+
+#[test]
+fn rss_over_several_queues_hashes_what_the_spread_asks() {
+    use pmd::dpdk::DpdkPortOptions;
+    use pmd::port::Spread;
+    let eal = eal();
+    let pool = DpdkPool::new(&eal, "rss", 4095, 2048, None).expect("pool");
+    // `RTE_ETH_RSS_NONFRAG_IPV4_TCP` and `_UDP`, and `RTE_ETH_RSS_IPV4`.
+    let (tcp, udp, ipv4) = (1u64 << 4, 1u64 << 5, 1u64 << 2);
+    let mut seen = Vec::new();
+    for (i, spread) in [Spread::Flows, Spread::Hosts].into_iter().enumerate() {
+        let dev = format!("net_null{}", 10 + i);
+        let opts = DpdkPortOptions {
+            devargs: Some(String::new()),
+            queues: 2,
+            spread,
+            ..DpdkPortOptions::default()
+        };
+        let p = DpdkPort::open_with(&eal, "q", 0, &dev, &pool, &opts).expect("two queues");
+        assert_eq!(p.rx_queues(), 2);
+        seen.push(p.rss_hash_types());
+    }
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("rss types: flows {:#x}, hosts {:#x}\n", seen[0], seen[1]),
+    );
+    if seen[0] == 0 {
+        // A DPDK whose net_null keeps no RSS configuration: nothing to compare.
+        return;
+    }
+    assert_ne!(
+        seen[0] & (tcp | udp),
+        0,
+        "flows: TCP and UDP hashed with their ports"
+    );
+    assert_eq!(
+        seen[1] & (tcp | udp),
+        0,
+        "hosts: no packet type hashed with ports"
+    );
+    assert_ne!(seen[1] & ipv4, 0, "hosts: IPv4 by its addresses");
+}

@@ -124,6 +124,7 @@ fn devargs_create_a_device_for_the_port_and_remove_it_after() {
         devargs: Some("size=128".into()),
         ends: false,
         queues: 1,
+        ..DpdkPortOptions::default()
     };
     let mut port =
         DpdkPort::open_with(&eal, "hp", 0, "net_null7", &pool, &opts).expect("hot-plugged port");

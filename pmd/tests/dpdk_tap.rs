@@ -96,6 +96,7 @@ fn the_device_fills_checksums_left_to_transmit() {
         devargs: Some(format!("iface={IFACE}")),
         ends: false,
         queues: 1,
+        ..DpdkPortOptions::default()
     };
     let mut port = match DpdkPort::open_with(&eal, "tap", 0, "net_tap9", &pool, &opts) {
         Ok(p) => p,

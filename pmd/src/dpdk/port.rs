@@ -27,7 +27,7 @@ use crate::mbuf::{
     INDEX_BITS,
 };
 use crate::pool::{ExternalStore, Pool, PoolCache};
-use crate::port::{NativeBurst, NativeKind, Port, PortDrop, PortError, PortStats};
+use crate::port::{NativeBurst, NativeKind, Port, PortDrop, PortError, PortStats, Spread};
 
 /// `RTE_ETH_RX_OFFLOAD_TIMESTAMP` (`RTE_BIT64(14)` in `rte_ethdev.h`, a macro bindgen cannot
 /// evaluate).
@@ -298,6 +298,10 @@ pub struct DpdkPortOptions {
     /// device offers RSS; each queue can then be split off for its own worker
     /// ([`Port::take_queue`]).
     pub queues: u16,
+    /// What RSS hashes over several queues: addresses and ports, or
+    /// ([`Spread::Hosts`]) addresses only, as `dpdk-testpmd --rss-ip` sets it (the hash types
+    /// `RTE_ETH_RSS_IP`).
+    pub spread: Spread,
 }
 
 impl Default for DpdkPortOptions {
@@ -308,6 +312,7 @@ impl Default for DpdkPortOptions {
             devargs: None,
             ends: false,
             queues: 1,
+            spread: Spread::Flows,
         }
     }
 }
@@ -324,6 +329,9 @@ const RSS_IP_TCP_UDP: u64 = (1 << 2)
     | (1 << 10)
     | (1 << 11)
     | (1 << 13);
+
+/// `RTE_ETH_RSS_IP`: IPv4 and IPv6 packets, fragments and the rest, hashed by their addresses.
+const RSS_IP: u64 = (1 << 2) | (1 << 3) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 13) | (1 << 15);
 
 /// The symmetric Toeplitz key (`0x6d5a` repeated): the hash of (a, b, pa, pb) equals that of
 /// (b, a, pb, pa), so both directions of a connection reach the same queue, which per-worker
@@ -468,6 +476,7 @@ impl DpdkPort {
             tx_desc,
             opts.ends,
             opts.queues.max(1),
+            opts.spread,
         );
         let (mac, rx_ts, rx_csum, tx_csum) = r.map_err(fail)?;
         Ok(DpdkPort {
@@ -508,6 +517,7 @@ impl DpdkPort {
         tx_desc: u16,
         timestamps: bool,
         queues: u16,
+        spread: Spread,
     ) -> Result<(sys::rte_ether_addr, Option<(usize, u64)>, bool, bool), String> {
         let check = |what: &str, r: i32| -> Result<(), String> {
             if r < 0 {
@@ -531,7 +541,11 @@ impl DpdkPort {
                     info.max_rx_queues, info.max_tx_queues
                 ));
             }
-            let hf = RSS_IP_TCP_UDP & info.flow_type_rss_offloads;
+            let types = match spread {
+                Spread::Flows => RSS_IP_TCP_UDP,
+                Spread::Hosts => RSS_IP,
+            };
+            let hf = types & info.flow_type_rss_offloads;
             if queues > 1 && hf != 0 {
                 conf.rxmode.mq_mode = sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
                 conf.rx_adv_conf.rss_conf.rss_key = SYMMETRIC_RSS_KEY.as_ptr().cast_mut();
@@ -591,6 +605,20 @@ impl DpdkPort {
         // SAFETY: the port exists; `st` is a valid out-pointer.
         unsafe { sys::rte_eth_stats_get(self.port_id, &mut st) };
         st
+    }
+
+    /// The packet types the device's RSS hashes now (`rss_hf`, the `RTE_ETH_RSS_*` bits);
+    /// 0 without RSS (one queue, or a device without it).
+    pub fn rss_hash_types(&self) -> u64 {
+        let mut conf = sys::rte_eth_rss_conf::default();
+        // SAFETY: the port exists; `conf` is a valid out-pointer and its null key pointer asks
+        // for no key.
+        let r = unsafe { sys::rte_eth_dev_rss_hash_conf_get(self.port_id, &mut conf) };
+        if r == 0 {
+            conf.rss_hf
+        } else {
+            0
+        }
     }
 }
 

@@ -14,7 +14,10 @@
 //!   (`skb_get_hash`, computed when the device gave none, as on veth) is symmetric: both
 //!   directions of a connection reach one queue. A NIC that hands the kernel its own RSS hash
 //!   may break that; run stateful stages on such a NIC with one queue (or through DPDK, whose
-//!   RSS is set up with a symmetric key).
+//!   RSS is set up with a symmetric key). The kernel hashes a fragment by its addresses only,
+//!   an unfragmented packet with its ports too; with [`Spread::Hosts`] the group hashes every
+//!   packet by its addresses with a classic BPF program of ours instead
+//!   (`PACKET_FANOUT_CBPF`), so a connection's fragments reach its queue.
 //! - **Transmit**: a `TPACKET_V2` ring on a second socket opened with protocol 0 (it receives
 //!   nothing). Packets are copied into free frames marked `TP_STATUS_SEND_REQUEST`, then one
 //!   `sendto` per burst (`MSG_DONTWAIT`) kicks the kernel. V2 rather than V3 for transmit:
@@ -30,7 +33,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
 use super::memif::shm::Shm;
-use super::{Port, PortDrop, PortError, PortStats};
+use super::{Port, PortDrop, PortError, PortStats, Spread};
 use crate::mbuf::Burst;
 use crate::pool::PoolCache;
 
@@ -45,6 +48,8 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const TPACKET_V2: libc::c_int = 1;
 const TPACKET_V3: libc::c_int = 2;
 const PACKET_FANOUT_HASH: u32 = 0;
+const PACKET_FANOUT_CBPF: u32 = 6;
+const PACKET_FANOUT_DATA: libc::c_int = 22;
 const PACKET_OUTGOING: u8 = 4;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
@@ -93,6 +98,9 @@ pub struct AfPacketConfig {
     pub retire_ms: u32,
     /// Bypass the qdisc layer on transmit (as DPDK's `net_af_packet` qdisc_bypass).
     pub qdisc_bypass: bool,
+    /// How the fanout group spreads packets over the queues: the kernel's flow hash, or
+    /// ([`Spread::Hosts`]) a classic BPF program hashing the addresses only.
+    pub spread: Spread,
 }
 
 impl Default for AfPacketConfig {
@@ -107,8 +115,83 @@ impl Default for AfPacketConfig {
             frame_size: 2048,
             retire_ms: 1,
             qdisc_bypass: false,
+            spread: Spread::Flows,
         }
     }
+}
+
+/// Classic BPF for a fanout group that spreads by addresses only ([`Spread::Hosts`]): the sum
+/// of the source and destination address words (IPv4, or IPv6's eight), mixed; anything else
+/// goes to the first queue. Loads are relative to the network header (`SKF_NET_OFF`), so a VLAN
+/// tag the kernel has taken off does not move them, and the protocol is the skb's. The kernel
+/// takes the result modulo the group's size. A sum is symmetric, so both directions meet.
+fn hosts_fanout_prog() -> Vec<libc::sock_filter> {
+    use libc::{
+        BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_H, BPF_IMM, BPF_JA, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD,
+        BPF_LDX, BPF_MISC, BPF_MUL, BPF_RET, BPF_RSH, BPF_TAX, BPF_W, BPF_X, BPF_XOR,
+    };
+    let code = |c: u32| c as u16;
+    let (ld_w_abs, ld_h_abs) = (
+        code(BPF_LD | BPF_W | BPF_ABS),
+        code(BPF_LD | BPF_H | BPF_ABS),
+    );
+    let (jeq_k, ja) = (code(BPF_JMP | BPF_JEQ | BPF_K), code(BPF_JMP | BPF_JA));
+    let (tax, ldx_imm) = (code(BPF_MISC | BPF_TAX), code(BPF_LDX | BPF_W | BPF_IMM));
+    let (add_x, xor_x) = (
+        code(BPF_ALU | BPF_ADD | BPF_X),
+        code(BPF_ALU | BPF_XOR | BPF_X),
+    );
+    let (rsh_k, mul_k) = (
+        code(BPF_ALU | BPF_RSH | BPF_K),
+        code(BPF_ALU | BPF_MUL | BPF_K),
+    );
+    let (ret_a, ret_k) = (code(BPF_RET | BPF_A), code(BPF_RET | BPF_K));
+    // Negative offsets select the skb's ancillary data and its network header.
+    let protocol = (libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL) as u32;
+    let net = |off: i32| (libc::SKF_NET_OFF + off) as u32;
+    let st = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let ld_net = |off: i32| st(ld_w_abs, 0, 0, net(off));
+    // 0: A = protocol; 1: IPv4? (no: on to the IPv6 test, patched below)
+    let mut p = vec![
+        st(ld_h_abs, 0, 0, protocol),
+        st(jeq_k, 0, 0, 0x0800),
+        // IPv4: X = source, A = destination, on to the mix (jump patched below).
+        ld_net(12),
+        st(tax, 0, 0, 0),
+        ld_net(16),
+        st(ja, 0, 0, 0),
+    ];
+    let (v4_test, v4_jump) = (1, p.len() - 1);
+    // IPv6? (no: return 0, patched below)
+    let v6_test = p.len();
+    p.push(st(jeq_k, 0, 0, 0x86dd));
+    // IPv6: A = the sum of the eight address words (source at 8, destination at 24), X = 0.
+    p.push(ld_net(8));
+    for w in 1..8 {
+        p.push(st(tax, 0, 0, 0));
+        p.push(ld_net(8 + 4 * w));
+        p.push(st(add_x, 0, 0, 0));
+    }
+    p.push(st(ldx_imm, 0, 0, 0));
+    // The mix: A += X; A ^= A >> 16; A *= 0x45d9f3b; A ^= A >> 16.
+    let mix = p.len();
+    p.extend([
+        st(add_x, 0, 0, 0),
+        st(tax, 0, 0, 0),
+        st(rsh_k, 0, 0, 16),
+        st(xor_x, 0, 0, 0),
+        st(mul_k, 0, 0, 0x045d_9f3b),
+        st(tax, 0, 0, 0),
+        st(rsh_k, 0, 0, 16),
+        st(xor_x, 0, 0, 0),
+        st(ret_a, 0, 0, 0),
+    ]);
+    let other = p.len();
+    p.push(st(ret_k, 0, 0, 0));
+    p[v4_test].jf = (v6_test - v4_test - 1) as u8;
+    p[v4_jump].k = (mix - v4_jump - 1) as u32;
+    p[v6_test].jf = (other - v6_test - 1) as u8;
+    p
 }
 
 /// One queue: a receive ring and a transmit ring.
@@ -261,8 +344,22 @@ impl AfPacketPort {
             let rx = Shm::map_raw(rx_fd.as_raw_fd(), rx_len).map_err(|e| err(e.to_string()))?;
             bind(&rx_fd, ifindex, ETH_P_ALL).map_err(err)?;
             if cfg.queues > 1 || cfg.fanout.is_some() {
-                let arg: u32 = (fanout as u32) | (PACKET_FANOUT_HASH << 16);
+                let mode = match cfg.spread {
+                    Spread::Flows => PACKET_FANOUT_HASH,
+                    Spread::Hosts => PACKET_FANOUT_CBPF,
+                };
+                let arg: u32 = (fanout as u32) | (mode << 16);
                 setsockopt(&rx_fd, SOL_PACKET, PACKET_FANOUT, &arg).map_err(err)?;
+                if cfg.spread == Spread::Hosts {
+                    // The group's program (each member may set it; the last one set wins, and
+                    // they are all this one).
+                    let mut prog = hosts_fanout_prog();
+                    let fprog = libc::sock_fprog {
+                        len: prog.len() as u16,
+                        filter: prog.as_mut_ptr(),
+                    };
+                    setsockopt(&rx_fd, SOL_PACKET, PACKET_FANOUT_DATA, &fprog).map_err(err)?;
+                }
             }
             // Transmit socket: protocol 0 receives nothing; V2 ring.
             let tx_fd = packet_socket(0).map_err(err)?;

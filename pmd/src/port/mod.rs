@@ -87,6 +87,20 @@ impl PortDrop {
     }
 }
 
+/// How a port with several queues spreads received packets over them. Either way the spread
+/// is symmetric (both directions of a conversation reach one queue).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Spread {
+    /// By addresses and ports: the finest balance. A fragmented datagram (whose fragments
+    /// carry no ports, or only in the first) can reach another queue than its connection's
+    /// unfragmented packets.
+    #[default]
+    Flows,
+    /// By addresses only: every packet between two hosts, fragments included, reaches one
+    /// queue, so a stage tracking connections sees a connection's fragments too.
+    Hosts,
+}
+
 /// Port counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PortStats {

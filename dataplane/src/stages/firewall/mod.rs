@@ -73,8 +73,9 @@
 //!   and classified there; the rest of its datagram follows it (counted as
 //!   `fragments_forwarded`), and the connection's worker applies the verdict to them as usual.
 //!   Where workers own their queues, the device's hash places fragments, and a stage cannot
-//!   tell where their connection lives: use one queue, or a NAT, whose steering keeps a
-//!   datagram with its mapping.
+//!   tell where their connection lives; so this stage, tracking connections, makes ports with
+//!   several queues spread packets by addresses only ([`StageSpec::fragments_follow_flows`],
+//!   `spread = "hosts"`), which keeps a connection's fragments on its worker.
 //!
 //! # Costs
 //!
@@ -1327,6 +1328,9 @@ pub struct FirewallSpec {
 impl StageSpec for FirewallSpec {
     fn kind(&self) -> &'static str {
         "firewall"
+    }
+    fn fragments_follow_flows(&self) -> bool {
+        self.settings.conntrack
     }
     fn build(&self, _env: &BuildEnv) -> Box<dyn Stage> {
         Box::new(Firewall::new(self.rules.clone(), self.settings.clone()))
