@@ -51,6 +51,15 @@ impl Drop for Netns {
     }
 }
 
+/// Adds namespace `ns` without IPv6 (whose router solicitations would be extra traffic).
+fn add_netns(ns: &str) {
+    sh(&["ip", "netns", "add", ns]);
+    for which in ["all", "default"] {
+        let key = format!("net.ipv6.conf.{which}.disable_ipv6=1");
+        sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", &key]);
+    }
+}
+
 fn enter(ns: &str) {
     let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
     // SAFETY: setns on this thread with a namespace descriptor we hold open.
@@ -139,25 +148,7 @@ fn veth_namespaces_forward_and_capture() {
     );
     let _guard = Netns(vec![na.clone(), nf.clone(), nc.clone()]);
     for n in [&na, &nf, &nc] {
-        sh(&["ip", "netns", "add", n]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            n,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-        ]);
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            n,
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ]);
+        add_netns(n);
     }
     sh(&[
         "ip", "link", "add", "a0", "netns", &na, "type", "veth", "peer", "name", "b0", "netns", &nf,
@@ -365,18 +356,7 @@ fn receive_over_two_queues(
     let (na, nf) = (format!("pmd{short}{tag}a"), format!("pmd{short}{tag}f"));
     let _guard = Netns(vec![na.clone(), nf.clone()]);
     for n in [&na, &nf] {
-        sh(&["ip", "netns", "add", n]);
-        for all in ["all", "default"] {
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                n,
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{all}.disable_ipv6=1"),
-            ]);
-        }
+        add_netns(n);
     }
     sh(&[
         "ip", "link", "add", "a0", "netns", &na, "type", "veth", "peer", "name", "b0", "netns", &nf,

@@ -39,6 +39,24 @@ fn eal() -> Eal {
     .expect("EAL")
 }
 
+/// Takes every buffer the pool hands out and checks none comes twice (a buffer freed twice
+/// would), and that about all `count` are back (up to a mempool cache's worth may sit in
+/// another lcore's cache); then gives them back.
+fn every_mbuf_back_once(cache: &mut pmd::PoolCache, count: usize) {
+    let mut all = Vec::new();
+    while let Some(m) = cache.alloc() {
+        all.push(m);
+    }
+    let mut seen: Vec<usize> = all.iter().map(|m| m.as_ptr() as usize).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(all.len(), seen.len(), "no mbuf is handed out twice");
+    assert!(all.len() + 256 >= count, "{} mbufs back", all.len());
+    for m in all {
+        cache.free(m);
+    }
+}
+
 /// A frame of `len` bytes whose every byte says which packet it is.
 fn frame(i: usize, len: usize) -> Vec<u8> {
     (0..len).map(|k| (i * 7 + k) as u8).collect()
@@ -255,20 +273,7 @@ fn a_full_ring_leaves_the_rest_of_a_burst_and_frees_nothing_twice() {
         cache.free_burst(&mut back);
     }
     assert_eq!(got, sent_total, "everything sent comes back once");
-    // A buffer freed twice would be handed out twice: take them all.
-    let mut all = Vec::new();
-    while let Some(m) = cache.alloc() {
-        all.push(m);
-    }
-    let mut seen: Vec<usize> = all.iter().map(|m| m.as_ptr() as usize).collect();
-    seen.sort_unstable();
-    seen.dedup();
-    assert_eq!(all.len(), seen.len(), "no mbuf is handed out twice");
-    // Up to a mempool cache's worth may sit in another lcore's cache.
-    assert!(all.len() + 256 >= 4095, "{} mbufs back", all.len());
-    for m in all {
-        cache.free(m);
-    }
+    every_mbuf_back_once(&mut cache, 4095);
     drop(cache);
     drop(our_cache);
     assert_eq!(pool.pool().shared_free(), 4095);
@@ -369,18 +374,7 @@ fn cut_through_moves_mbufs_between_devices_and_frees_the_refused_once() {
     let mut last = NativeBurst::new();
     assert_eq!(a.rx_native(0, &mut last, 32).unwrap(), 1);
     drop(last);
-    let mut all = Vec::new();
-    while let Some(m) = cache.alloc() {
-        all.push(m);
-    }
-    let mut seen: Vec<usize> = all.iter().map(|m| m.as_ptr() as usize).collect();
-    seen.sort_unstable();
-    seen.dedup();
-    assert_eq!(all.len(), seen.len(), "no mbuf is handed out twice");
-    assert!(all.len() + 256 >= 4095, "{} mbufs back", all.len());
-    for m in all {
-        cache.free(m);
-    }
+    every_mbuf_back_once(&mut cache, 4095);
     drop(cache);
     assert_eq!(pool.pool().shared_free(), 4095, "every mbuf is back");
 }
