@@ -612,6 +612,18 @@ pub fn describe(cfg: &Config) -> String {
             names.join(" -> ")
         }
     );
+    if cfg.cut_through
+        && names == ["forward"]
+        && cfg
+            .ports
+            .iter()
+            .all(|p| matches!(p.kind, PortKind::Dpdk { .. }))
+    {
+        let _ = writeln!(
+            s,
+            "  online, where forward has a rule for every port: cut-through (bursts of rte_mbufs pass from port to port without the stage; [engine] cut_through = false runs it)"
+        );
+    }
     for (port, seq) in &cfg.orders {
         let order: Vec<&str> = seq.iter().map(|&i| names[i]).collect();
         let _ = writeln!(

@@ -97,6 +97,11 @@ routes = {{ a = "b", b = "a" }}
         m = n + 1,
     );
     let cfg = Config::parse("cut.toml", &text, Path::new(".")).expect("config");
+    let said = build::describe(&cfg).contains("cut-through (bursts");
+    assert_eq!(
+        said, cut_through,
+        "`dataplane check` says whether it cuts through"
+    );
     let stop = AtomicBool::new(false);
     let report = build::run(&cfg, None, &stop).expect("run");
     // The devices have written their files by the end of the run (the ports are closed).
