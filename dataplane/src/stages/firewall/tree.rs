@@ -9,12 +9,14 @@
 //! makes each node an up to [`FANOUT`]-way split of one dimension instead (the cut points are
 //! the weight quantiles of the node's elementary intervals, the dimension the one whose
 //! children hold the fewest rules on average), which makes it several times shallower
-//! (depth 3-7 on the ClassBench sets). A node is 16 thresholds, the last `u32::MAX`, and 16
-//! children; the child is the number of thresholds the packet's value exceeds: sixteen
-//! independent compares, one 512-bit compare and a population count with AVX-512. A leaf is a
-//! slice of at most a few dozen rules in priority order, each as its five ranges, in the same
-//! allocation as its reference counts (one load from the parent); they are checked in priority
-//! order and the first that matches is the leaf's answer.
+//! (depth 3-7 on the ClassBench sets). A node is 16 thresholds, the last `u32::MAX` (one
+//! line), and its children, one 8-byte word each (two lines); the child is the number of
+//! thresholds the packet's value exceeds: sixteen independent compares, one 512-bit compare
+//! and a population count with AVX-512. A child's word ([`Kid`]) is a tagged pointer: to an
+//! inner node, with the node's dimension in its low bits, or to a leaf's rules, with their
+//! number. A leaf is at most a few dozen rules in priority order, each as its five ranges, in
+//! one allocation after a line holding its reference count; they are checked in priority order
+//! and the first that matches is the leaf's answer.
 //!
 //! Dimensions are `[src, dst, sport, dport, proto]` as `u32` ranges. Ports take one extra value,
 //! [`PORTLESS`] (65536): a packet without ports looks up with it, and only a rule whose port
@@ -34,7 +36,8 @@
 //!
 //! # Updates
 //!
-//! Nodes and leaves are `Arc`s shared between the writer and every published snapshot. Adding
+//! Nodes (`Arc`s) and leaves (reference-counted like them) are shared between the writer and
+//! every published snapshot. Adding
 //! a rule walks down every child its box meets and inserts it in priority order into each leaf
 //! reached; deleting removes it from the same leaves. `Arc::make_mut` copies exactly the nodes
 //! on those paths and each leaf reached is rebuilt as a new slice (path copying), so a
@@ -46,14 +49,19 @@
 //!
 //! # Lookups
 //!
-//! A burst walks all trees at once in lockstep: every (packet, tree) pair moves down one level
-//! per pass, so their loads are independent of each other and overlap in the out-of-order core
-//! instead of waiting one after the other. With several trees, one pass then reads the first
+//! A burst walks each tree in lockstep: every packet moves down one level per pass, so their
+//! loads are independent of each other and overlap in the out-of-order core instead of waiting
+//! one after the other. The first pass is at the root, where every packet is; the walk stops
+//! after the root's height of passes, or after a pass that moved none. A step reads the node's
+//! thresholds' line, the packet's value in the dimension its word names, and the one child
+//! word it picks. With several trees, one pass then reads the first
 //! rule's priority of every leaf reached (again independent loads, which bring in the line the
 //! scan reads first). Each packet's leaves are scanned with the best priority found so far as
 //! the limit, skipping a leaf whose first rule cannot beat it. A scan checks four entries at a
-//! time (their four lines load together) and costs one branch per four entries unless one of
-//! them matched. Entries and nodes are aligned to cache lines (an entry is exactly one line).
+//! time (their four lines load together, and their results become four bits) and costs one
+//! branch per four entries unless one of them matched, plus one that stops it once a chunk's
+//! first priority cannot beat the limit. Entries and nodes are aligned to cache lines (an
+//! entry is exactly one line).
 //!
 //! On a CPU with AVX-512 (checked at run time; the portable code is the fallback and the tests
 //! compare both with the linear scan) an entry check is one 512-bit compare: an entry's first
@@ -111,8 +119,47 @@
 //! or 16 rules per leaf instead of 12 was faster on some sets and slower on others; 32-way
 //! nodes (two 512-bit compares) made acl1 and ipc1_1K 5 % faster but fw1_10K 17 % and
 //! ipc1_10K 5 % slower, in more memory.
+//!
+//! Later on 2026-12-07 (same command with `--core 0`, the new binary and then the old one;
+//! median Mpps, cycles, ratio to rte_acl; before -> after): acl1_1K 49.8 (52) 0.62 -> 58.4
+//! (45) 0.73, fw1_1K 30.2 (86) 0.73 -> 34.1 (76) 0.82, ipc1_1K 55.2 (47) 0.77 -> 65.8 (40)
+//! 0.87, acl1_10K 36.8 (71) 0.89 -> 41.2 (63) 0.99, fw1_10K 21.4 (122) 1.04 -> 29.8 (87)
+//! 1.33, ipc1_10K 22.5 (116) 1.05 -> 26.6 (98) 1.18; geometric mean of the ratios 0.83 ->
+//! 0.96 (rte_acl: 32-36 cycles on the 1K sets, 62-63 on acl1_10K, 114-127 on the others).
+//! Each step against the one before (ours only, interleaved, the least cycles of five runs of
+//! 0.5 s; acl1_1K, fw1_1K, ipc1_1K, acl1_10K, fw1_10K, ipc1_10K): children as 8-byte tagged
+//! words instead of 24-byte enums of fat `Arc`s, the node's dimension in the word (a node 4
+//! lines instead of 8, a step reading 2 of them instead of 3-4) 50 81 45 67 95 99 from 50 87 45
+//! 70 114 111; the four-entry scan making four bits (one compare and one `sete` per entry)
+//! instead of the carry trick over the four 16-bit results, with a stop once a chunk's first
+//! priority cannot beat the limit, 5-17 %; the walk's root pass on its own (every packet is
+//! there) and at most the root's height of passes, 5-11 % on fw1 (bounding the passes alone,
+//! without also stopping after a pass that moved none, was 4 % slower on acl1_1K and ipc1_1K,
+//! so such a pass still ends the walk); seventeen children so the population count needs no
+//! mask, within the noise (one instruction fewer per step). Memory: a node's allocation is 320
+//! bytes instead of 576, a leaf's the same; the figures grew (acl1_10K 2.74 -> 3.01 MiB,
+//! fw1_10K 1.13 -> 1.46, ipc1_1K 1.29 -> 1.38) only because `shape` now counts the whole line
+//! before a leaf's entries, which the `Arc<[Entry]>` of before had as well (its two counts
+//! padded to the entries' alignment) but counted as 16 bytes. Updates are unchanged
+//! (acl1_10K, 500 of each, three runs: deletes 2.9-3.2 µs median against 2.9-3.0, adds 2.2-2.4
+//! against 2.2-2.3).
+//!
+//! What did not work then: stopping the build at 8 or 16 rules per leaf again, now that nodes
+//! are cheaper (8: ipc1_1K needs two trees and takes 80 cycles instead of 45, the rest 0-10 %
+//! slower; 16: acl1_1K 1 cycle faster, fw1_1K, ipc1_1K and fw1_10K 5-10 % slower); eight
+//! entries per scan chunk with the four-bit scheme (20-25 % slower); a packet's values and its
+//! position in one 40-byte lane, so that a step addresses both from one register (one
+//! instruction fewer per step, but the copies made it 2-4 % slower); a scan loop of its own for
+//! one tree (no limit, the key fetched only for whole rules): mixed, within 5 % either way;
+//! prefetching the first two lines of every leaf before a one-tree scan (acl1_10K 63 -> 61,
+//! acl1_1K 44 -> 45, within the noise); masking the node compare to fifteen lanes to drop the
+//! mask after the population count (LLVM masks the compare's result instead); allowing 64
+//! entries per rule in one tree (fw1_1K still needs two); 32-way nodes again, now that a child
+//! is one word (two threshold lines, 33 children): acl1_10K 7 % and ipc1_1K 2 % faster, fw1_1K
+//! 11 % and fw1_10K 15 % slower, memory up by a third to double (fw1_1K 0.33 -> 0.70 MiB,
+//! ipc1_10K 3.06 -> 4.58), single-rule updates a little slower (acl1_10K deletes 4.9 µs).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::rules::{ct, prefix_mask, Action, PacketKey, Rule};
 
@@ -274,49 +321,37 @@ pub fn values(k: &PacketKey) -> (Vals, bool) {
     )
 }
 
-/// An inner node: an up to [`FANOUT`]-way split of one dimension. `repr(C)` keeps the
-/// thresholds at the start, on the line a step reads first (its dimension on the next).
+/// An inner node: an up to [`FANOUT`]-way split of one dimension. `repr(C)`: the thresholds
+/// are its first line and the children its next two (a step reads the first and one word of
+/// the others); its dimension is also in the word of its parent that points to it.
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 pub struct Node {
     /// Child `c` holds the values `v` with `thr[c - 1] < v <= thr[c]`; unused thresholds are
     /// `u32::MAX`, which no value exceeds.
     thr: [u32; FANOUT],
+    /// Children; those past `n` are the shared empty leaf, never reached. One more than
+    /// [`FANOUT`]: a population count of sixteen bits is at most 16, so it indexes them without
+    /// a mask or a bounds check (the node's size is the same).
+    kids: [Kid; FANOUT + 1],
     dim: u8,
     /// Children in use.
     n: u8,
+    /// Levels of inner nodes from this one down to its deepest leaf (1: its children are
+    /// leaves); a burst walks a tree in exactly its root's height of passes.
+    height: u8,
     /// Best priority below.
     best: u32,
-    /// Children; those past `n` are a shared empty leaf, never reached.
-    kids: [Kid; FANOUT],
 }
 
-/// A subtree: an inner node, or a leaf's rules in priority order (in the same allocation as
-/// its reference counts, one load away from the parent).
-#[derive(Debug, Clone)]
-pub enum Kid {
-    /// Inner node.
-    Node(Arc<Node>),
-    /// Leaf.
-    Leaf(Arc<[Entry]>),
-}
-
-impl Default for Kid {
-    fn default() -> Self {
-        static EMPTY: OnceLock<Arc<[Entry]>> = OnceLock::new();
-        Kid::Leaf(EMPTY.get_or_init(|| Arc::from(Vec::new())).clone())
-    }
+/// The child of a node with thresholds `thr` that holds `x` (portable; the thresholds are
+/// independent compares, the last `u32::MAX`, which vectorize).
+#[inline(always)]
+fn child_index(thr: &[u32; FANOUT], x: u32) -> usize {
+    thr.iter().map(|&t| usize::from(x > t)).sum::<usize>() % FANOUT
 }
 
 impl Node {
-    #[inline(always)]
-    fn child(&self, v: &Vals) -> &Kid {
-        let x = v[usize::from(self.dim) & 7];
-        // Independent compares (the last threshold is u32::MAX): vectorizes.
-        let c: u32 = self.thr.iter().map(|&t| u32::from(x > t)).sum();
-        &self.kids[c as usize % FANOUT]
-    }
-
     /// The box of child `c` within `bx`.
     fn child_box(&self, bx: &Bx, c: usize) -> Bx {
         let d = usize::from(self.dim);
@@ -331,12 +366,287 @@ impl Node {
     }
 }
 
-impl Kid {
-    /// The best priority below.
-    pub fn best(&self) -> u32 {
-        match self {
-            Kid::Node(n) => n.best,
-            Kid::Leaf(l) => l.first().map_or(u32::MAX, |e| e.prio),
+pub use kid::{Kid, KidRef};
+
+/// Subtrees as one tagged word each (an 8-byte child, so a node's sixteen children fill two
+/// lines): an inner node's `Arc` (its data pointer, aligned to 64, with its dimension in bits
+/// 1-3), or a leaf: its rules in priority order, in one allocation after a line holding their
+/// reference count and number (bit 0 set, the number in bits 1-5 when below 31, so a lookup
+/// never reads that line). A leaf without rules is one shared static.
+#[allow(unsafe_code)]
+mod kid {
+    use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+    use std::fmt;
+    use std::marker::PhantomData;
+    use std::mem::ManuallyDrop;
+    use std::sync::atomic::{fence, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::{Action, Entry, Node, DIMS};
+
+    /// Bit 0 of a leaf's word.
+    const LEAF: usize = 1;
+    /// Bits 1-5 of a leaf's word: its number of rules, or this for "see its head".
+    const LEN_MAX: usize = 31;
+    /// The low bits of a word that are not the pointer.
+    const TAG: usize = 63;
+
+    /// The line before a leaf's rules.
+    #[repr(C, align(64))]
+    struct Head {
+        refs: AtomicUsize,
+        len: usize,
+    }
+
+    /// The leaf without rules, with one entry no packet matches, so that a leaf's first
+    /// priority is always its first entry's.
+    #[repr(C)]
+    struct Empty {
+        head: Head,
+        sentinel: Entry,
+    }
+
+    static EMPTY: Empty = Empty {
+        head: Head {
+            refs: AtomicUsize::new(1),
+            len: 0,
+        },
+        sentinel: Entry {
+            lo: [u32::MAX; DIMS],
+            nhi: [u32::MAX; DIMS],
+            prio: u32::MAX,
+            id: u32::MAX,
+            action: Action::Drop,
+            full: None,
+        },
+    };
+
+    /// The allocation of a leaf of `n` rules: its head and its entries.
+    fn layout(n: usize) -> Layout {
+        Layout::from_size_align(64 * (n + 1), 64).unwrap_or_else(|_| Layout::new::<Head>())
+    }
+
+    /// A subtree (owning: a clone shares it, as an `Arc` does).
+    pub struct Kid {
+        w: usize,
+        _own: PhantomData<(Arc<Node>, Arc<Entry>)>,
+    }
+
+    /// A borrowed subtree: the word only.
+    #[derive(Clone, Copy)]
+    pub struct KidRef<'a> {
+        w: usize,
+        _b: PhantomData<&'a Kid>,
+    }
+
+    impl Kid {
+        /// A leaf of `es`.
+        pub fn leaf(es: Vec<Entry>) -> Kid {
+            let n = es.len();
+            if n == 0 {
+                return Kid::default();
+            }
+            let lay = layout(n);
+            if lay.size() != 64 * (n + 1) {
+                // Unreachable: no leaf is near `isize::MAX` bytes.
+                handle_alloc_error(lay);
+            }
+            // SAFETY: the layout's size is not zero.
+            let p = unsafe { alloc(lay) };
+            if p.is_null() {
+                handle_alloc_error(lay);
+            }
+            // SAFETY: `p` is valid for `64 * (n + 1)` bytes aligned to 64: the head in the
+            // first 64, then `n` entries of 64 bytes each; `es` yields exactly `n`.
+            unsafe {
+                p.cast::<Head>().write(Head {
+                    refs: AtomicUsize::new(1),
+                    len: n,
+                });
+                let ep = p.add(64).cast::<Entry>();
+                for (i, e) in es.into_iter().take(n).enumerate() {
+                    ep.add(i).write(e);
+                }
+            }
+            Kid {
+                w: (p as usize + 64) | LEAF | (n.min(LEN_MAX) << 1),
+                _own: PhantomData,
+            }
+        }
+
+        /// An inner node.
+        pub fn node(n: Node) -> Kid {
+            let dim = usize::from(n.dim) & 7;
+            let p = Arc::into_raw(Arc::new(n));
+            Kid {
+                w: p as usize | (dim << 1),
+                _own: PhantomData,
+            }
+        }
+
+        /// Borrows it.
+        #[inline(always)]
+        pub fn as_ref(&self) -> KidRef<'_> {
+            KidRef {
+                w: self.w,
+                _b: PhantomData,
+            }
+        }
+
+        /// The inner node, if it is one.
+        #[inline]
+        pub fn as_node(&self) -> Option<&Node> {
+            self.as_ref().node().map(|(n, _)| n)
+        }
+
+        /// The leaf's rules, if it is a leaf.
+        #[inline]
+        pub fn as_leaf(&self) -> Option<&[Entry]> {
+            self.as_ref().leaf()
+        }
+
+        /// The best priority below.
+        #[inline]
+        pub fn best(&self) -> u32 {
+            self.as_ref().best()
+        }
+
+        /// Levels of inner nodes down to the deepest leaf (0 for a leaf).
+        #[inline]
+        pub fn height(&self) -> u8 {
+            self.as_node().map_or(0, |n| n.height)
+        }
+
+        /// The inner node to change, copied first if it is shared (`Arc::make_mut`).
+        pub fn node_mut(&mut self) -> Option<&mut Node> {
+            if self.w & LEAF != 0 {
+                return None;
+            }
+            // SAFETY: a node's word holds the pointer from `Arc::into_raw` and one count of
+            // it, which `a` takes over (the word is rewritten below to whatever `a` holds).
+            let mut a = ManuallyDrop::new(unsafe { Arc::from_raw((self.w & !TAG) as *const Node) });
+            let p: *mut Node = Arc::make_mut(&mut a);
+            self.w = p as usize | (self.w & TAG);
+            // SAFETY: `a` is now the only count of its node (`make_mut`), held by the word,
+            // which `&mut self` borrows for the result's lifetime.
+            Some(unsafe { &mut *p })
+        }
+
+        /// A leaf's head, unless it is the static empty leaf.
+        fn head(&self) -> Option<&Head> {
+            if self.w & LEAF == 0 || (self.w >> 1) & LEN_MAX == 0 {
+                return None;
+            }
+            // SAFETY: an allocated leaf's entries follow its head's line.
+            Some(unsafe { &*((self.w & !TAG) as *const Head).sub(1) })
+        }
+    }
+
+    impl Default for Kid {
+        /// The empty leaf.
+        fn default() -> Kid {
+            Kid {
+                w: (&EMPTY.sentinel as *const Entry as usize) | LEAF,
+                _own: PhantomData,
+            }
+        }
+    }
+
+    impl Clone for Kid {
+        fn clone(&self) -> Kid {
+            if self.w & LEAF == 0 {
+                // SAFETY: the word holds a count of this `Arc` (from `Arc::into_raw`).
+                unsafe { Arc::increment_strong_count((self.w & !TAG) as *const Node) };
+            } else if let Some(h) = self.head() {
+                h.refs.fetch_add(1, Ordering::Relaxed);
+            }
+            Kid {
+                w: self.w,
+                _own: PhantomData,
+            }
+        }
+    }
+
+    impl Drop for Kid {
+        fn drop(&mut self) {
+            if self.w & LEAF == 0 {
+                // SAFETY: the word holds a count of this `Arc` (from `Arc::into_raw`), given
+                // back here.
+                unsafe { Arc::decrement_strong_count((self.w & !TAG) as *const Node) };
+                return;
+            }
+            let Some(h) = self.head() else { return };
+            if h.refs.fetch_sub(1, Ordering::Release) != 1 {
+                return;
+            }
+            fence(Ordering::Acquire);
+            let n = h.len;
+            let hp = (h as *const Head).cast_mut().cast::<u8>();
+            // SAFETY: this was the last count: nothing else reads the leaf. Its `n` entries
+            // were written by `Kid::leaf` with the allocation's layout.
+            unsafe {
+                std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                    hp.add(64).cast::<Entry>(),
+                    n,
+                ));
+                dealloc(hp, layout(n));
+            }
+        }
+    }
+
+    impl fmt::Debug for Kid {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self.as_ref().node() {
+                Some((n, _)) => f.debug_tuple("Node").field(n).finish(),
+                None => f
+                    .debug_tuple("Leaf")
+                    .field(&self.as_leaf().unwrap_or_default())
+                    .finish(),
+            }
+        }
+    }
+
+    impl<'a> KidRef<'a> {
+        /// The inner node and its dimension, if it is one.
+        #[inline(always)]
+        pub fn node(self) -> Option<(&'a Node, usize)> {
+            if self.w & LEAF != 0 {
+                return None;
+            }
+            // SAFETY: a node's word is its `Arc`'s data pointer and the `Kid` it borrows
+            // holds a count of it.
+            Some((
+                unsafe { &*((self.w & !TAG) as *const Node) },
+                (self.w >> 1) & 7,
+            ))
+        }
+
+        /// The leaf's rules, if it is a leaf.
+        #[inline(always)]
+        pub fn leaf(self) -> Option<&'a [Entry]> {
+            if self.w & LEAF == 0 {
+                return None;
+            }
+            let p = (self.w & !TAG) as *const Entry;
+            let mut n = (self.w >> 1) & LEN_MAX;
+            if n == LEN_MAX {
+                // SAFETY: a leaf of `LEN_MAX` rules or more is allocated, after its head.
+                n = unsafe { (*p.cast::<Head>().sub(1)).len };
+            }
+            // SAFETY: the leaf's `n` entries follow its head (the `Kid` it borrows holds a
+            // count of it).
+            Some(unsafe { std::slice::from_raw_parts(p, n) })
+        }
+
+        /// The best priority below: a node's, or a leaf's first entry's (the empty leaf's
+        /// is `u32::MAX`).
+        #[inline(always)]
+        pub fn best(self) -> u32 {
+            match self.node() {
+                Some((n, _)) => n.best,
+                // SAFETY: every leaf has a first entry (the empty one its sentinel).
+                None => unsafe { (*((self.w & !TAG) as *const Entry)).prio },
+            }
         }
     }
 }
@@ -444,7 +754,7 @@ fn cut_dim(es: &[Entry], bx: &Bx, d: usize) -> Option<Cut> {
 pub fn build(es: Vec<Entry>, bx: &Bx, depth: usize, budget: &mut isize) -> Kid {
     if es.len() <= LEAF_BUILD || depth >= MAX_DEPTH || *budget < 0 {
         *budget -= es.len() as isize;
-        return Kid::Leaf(Arc::from(es));
+        return Kid::leaf(es);
     }
     // The cut with the smallest average child.
     let best = (0..DIMS)
@@ -452,88 +762,84 @@ pub fn build(es: Vec<Entry>, bx: &Bx, depth: usize, budget: &mut isize) -> Kid {
         .min_by(|a, b| (a.sum * b.kids).cmp(&(b.sum * a.kids)));
     let Some(cut) = best else {
         *budget -= es.len() as isize;
-        return Kid::Leaf(Arc::from(es));
+        return Kid::leaf(es);
     };
     let mut node = Node {
         thr: [u32::MAX; FANOUT],
+        kids: Default::default(),
         dim: cut.dim as u8,
         n: cut.kids as u8,
+        height: 1,
         best: u32::MAX,
-        kids: Default::default(),
     };
     node.thr[..cut.thr.len()].copy_from_slice(&cut.thr);
     for c in 0..cut.kids {
         let cb = node.child_box(bx, c);
         let sub: Vec<Entry> = es.iter().filter(|e| e.meets(&cb)).cloned().collect();
         node.kids[c] = build(sub, &cb, depth + 1, budget);
+        node.height = node.height.max(node.kids[c].height().saturating_add(1));
     }
     node.best = node.kids[..cut.kids]
         .iter()
         .map(|k| k.best())
         .min()
         .unwrap_or(u32::MAX);
-    Kid::Node(Arc::new(node))
+    Kid::node(node)
 }
 
 /// Inserts `e` into every leaf of `t` (whose box is `bx`) that its box meets.
 pub fn insert(t: &mut Kid, e: &Entry, bx: &Bx, depth: usize) {
-    match t {
-        Kid::Leaf(l) => {
-            let mut es = Vec::with_capacity(l.len() + 1);
-            let at = l.partition_point(|x| x.prio < e.prio);
-            es.extend_from_slice(&l[..at]);
-            es.push(e.clone());
-            es.extend_from_slice(&l[at..]);
-            *t = if es.len() > LEAF_SPLIT && depth < MAX_DEPTH {
-                // A local rebuild of this leaf's box, without a budget.
-                let mut unlimited = isize::MAX;
-                build(es, bx, depth, &mut unlimited)
-            } else {
-                Kid::Leaf(Arc::from(es))
-            };
-        }
-        Kid::Node(n) => {
-            let n = Arc::make_mut(n);
-            for c in 0..usize::from(n.n) {
-                let cb = n.child_box(bx, c);
-                if e.meets(&cb) {
-                    insert(&mut n.kids[c], e, &cb, depth + 1);
-                }
+    if let Some(n) = t.node_mut() {
+        for c in 0..usize::from(n.n) {
+            let cb = n.child_box(bx, c);
+            if e.meets(&cb) {
+                insert(&mut n.kids[c], e, &cb, depth + 1);
+                n.height = n.height.max(n.kids[c].height().saturating_add(1));
             }
-            n.best = n.best.min(e.prio);
         }
+        n.best = n.best.min(e.prio);
+        return;
     }
+    let l = t.as_leaf().unwrap_or_default();
+    let mut es = Vec::with_capacity(l.len() + 1);
+    let at = l.partition_point(|x| x.prio < e.prio);
+    es.extend_from_slice(&l[..at]);
+    es.push(e.clone());
+    es.extend_from_slice(&l[at..]);
+    *t = if es.len() > LEAF_SPLIT && depth < MAX_DEPTH {
+        // A local rebuild of this leaf's box, without a budget.
+        let mut unlimited = isize::MAX;
+        build(es, bx, depth, &mut unlimited)
+    } else {
+        Kid::leaf(es)
+    };
 }
 
 /// Removes the entry with `e`'s id from every leaf of `t` that `e`'s box meets; true if any
 /// held it.
 pub fn remove(t: &mut Kid, e: &Entry, bx: &Bx) -> bool {
-    match t {
-        Kid::Leaf(l) => {
-            if !l.iter().any(|x| x.id == e.id) {
-                return false;
+    if let Some(n) = t.node_mut() {
+        let mut any = false;
+        for c in 0..usize::from(n.n) {
+            let cb = n.child_box(bx, c);
+            if e.meets(&cb) {
+                any |= remove(&mut n.kids[c], e, &cb);
             }
-            let es: Vec<Entry> = l.iter().filter(|x| x.id != e.id).cloned().collect();
-            *t = Kid::Leaf(Arc::from(es));
-            true
         }
-        Kid::Node(n) => {
-            let n = Arc::make_mut(n);
-            let mut any = false;
-            for c in 0..usize::from(n.n) {
-                let cb = n.child_box(bx, c);
-                if e.meets(&cb) {
-                    any |= remove(&mut n.kids[c], e, &cb);
-                }
-            }
-            n.best = n.kids[..usize::from(n.n)]
-                .iter()
-                .map(|k| k.best())
-                .min()
-                .unwrap_or(u32::MAX);
-            any
-        }
+        n.best = n.kids[..usize::from(n.n)]
+            .iter()
+            .map(|k| k.best())
+            .min()
+            .unwrap_or(u32::MAX);
+        return any;
     }
+    let l = t.as_leaf().unwrap_or_default();
+    if !l.iter().any(|x| x.id == e.id) {
+        return false;
+    }
+    let es: Vec<Entry> = l.iter().filter(|x| x.id != e.id).cloned().collect();
+    *t = Kid::leaf(es);
+    true
 }
 
 /// Shape of a tree: (nodes, leaves, entries, deepest level), and its bytes.
@@ -553,24 +859,24 @@ pub struct Shape {
 
 /// Measures a tree.
 pub fn shape(t: &Kid, depth: usize, s: &mut Shape) {
-    match t {
-        Kid::Node(n) => {
-            // An `Arc`'s allocation: two counts and the value.
-            s.bytes += 16 + std::mem::size_of::<Node>();
-            s.nodes += 1;
-            for k in &n.kids[..usize::from(n.n)] {
-                shape(k, depth + 1, s);
-            }
+    if let Some(n) = t.as_node() {
+        // An `Arc`'s allocation: two counts (padded to the node's alignment) and the value.
+        s.bytes += 64 + std::mem::size_of::<Node>();
+        s.nodes += 1;
+        for k in &n.kids[..usize::from(n.n)] {
+            shape(k, depth + 1, s);
         }
-        Kid::Leaf(l) => {
-            s.leaves += 1;
-            s.entries += l.len();
-            s.depth = s.depth.max(depth);
-            s.bytes += 16
-                + std::mem::size_of_val::<[Entry]>(l)
-                + l.iter().filter(|e| e.full.is_some()).count()
-                    * (16 + std::mem::size_of::<Rule>());
-        }
+        return;
+    }
+    let l = t.as_leaf().unwrap_or_default();
+    s.leaves += 1;
+    s.entries += l.len();
+    s.depth = s.depth.max(depth);
+    if !l.is_empty() {
+        // The head's line and the entries.
+        s.bytes += 64
+            + std::mem::size_of_val::<[Entry]>(l)
+            + l.iter().filter(|e| e.full.is_some()).count() * (16 + std::mem::size_of::<Rule>());
     }
 }
 
@@ -583,17 +889,16 @@ pub fn lookup_one(t: &Kid, v: &Vals, plain: bool, k: &PacketKey, lim: u32) -> Op
     if t.best() >= lim {
         return None;
     }
-    let mut cur = t;
-    while let Kid::Node(n) = cur {
-        cur = n.child(v);
+    let mut cur = t.as_ref();
+    while let Some((n, d)) = cur.node() {
+        cur = n.kids[child_index(&n.thr, v[d])].as_ref();
     }
-    scan(cur, v, plain, k, lim)
+    scan(cur.leaf().unwrap_or_default(), v, plain, k, lim)
 }
 
 #[inline(always)]
-fn scan(t: &Kid, v: &Vals, plain: bool, k: &PacketKey, lim: u32) -> Option<Found> {
-    let Kid::Leaf(l) = t else { return None };
-    for e in l.iter() {
+fn scan(l: &[Entry], v: &Vals, plain: bool, k: &PacketKey, lim: u32) -> Option<Found> {
+    for e in l {
         if e.prio >= lim {
             break;
         }
@@ -615,7 +920,8 @@ trait Kernel: Copy {
     fn pkt(self, v: &Vals, lim: u32) -> Self::Pkt;
     /// `p` with priority limit `lim` (at least 1).
     fn with_lim(self, p: Self::Pkt, lim: u32) -> Self::Pkt;
-    fn child<'a>(self, n: &'a Node, v: &Vals) -> &'a Kid;
+    /// The child of a node with thresholds `thr` that holds `x`.
+    fn child(self, thr: &[u32; FANOUT], x: u32) -> usize;
     /// 0 if `e`'s five ranges hold `p` and its priority is below `p`'s limit; else bits of
     /// what failed, [`PRIO_FAIL`] among them if the priority is not below the limit.
     fn test(self, e: &Entry, p: &Self::Pkt) -> u16;
@@ -636,8 +942,8 @@ impl Kernel for Scalar {
         (p.0, lim)
     }
     #[inline(always)]
-    fn child<'a>(self, n: &'a Node, v: &Vals) -> &'a Kid {
-        n.child(v)
+    fn child(self, thr: &[u32; FANOUT], x: u32) -> usize {
+        child_index(thr, x)
     }
     #[inline(always)]
     fn test(self, e: &Entry, p: &(Vals, u32)) -> u16 {
@@ -660,7 +966,7 @@ impl Kernel for Scalar {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Entry, Found, Kernel, Kid, Node, PacketKey, Vals, FANOUT, LANES, PRIO_FAIL};
+    use super::{Entry, Found, Kernel, Kid, PacketKey, Vals, FANOUT, LANES, PRIO_FAIL};
 
     /// Proof that the CPU has the features below (only [`Avx512::detect`] makes one).
     #[derive(Clone, Copy)]
@@ -708,19 +1014,18 @@ mod avx512 {
 
     #[target_feature(enable = "avx512f,avx512vl,popcnt")]
     #[inline]
-    fn child<'a>(n: &'a Node, v: &Vals) -> &'a Kid {
-        let x = v[usize::from(n.dim) & 7];
+    fn child(thr: &[u32; FANOUT], x: u32) -> usize {
         let c = if FANOUT == 16 {
             // SAFETY: `thr` is sixteen u32s, 64 bytes; an unaligned load reads exactly them.
-            let t = unsafe { _mm512_loadu_si512(n.thr.as_ptr().cast()) };
+            let t = unsafe { _mm512_loadu_si512(thr.as_ptr().cast()) };
             _mm512_cmpgt_epu32_mask(_mm512_set1_epi32(x as i32), t).count_ones()
         } else {
             // SAFETY: `thr` is at least eight u32s, 32 bytes; an unaligned load reads the
             // first eight (all of them: the fanout is 8 or 16).
-            let t = unsafe { _mm256_loadu_si256(n.thr.as_ptr().cast()) };
+            let t = unsafe { _mm256_loadu_si256(thr.as_ptr().cast()) };
             _mm256_cmpgt_epu32_mask(_mm256_set1_epi32(x as i32), t).count_ones()
         };
-        &n.kids[c as usize % FANOUT]
+        c as usize
     }
 
     #[target_feature(enable = "avx512f,avx512vl,popcnt")]
@@ -746,9 +1051,9 @@ mod avx512 {
             unsafe { with_lim(p, lim) }
         }
         #[inline(always)]
-        fn child<'a>(self, n: &'a Node, v: &Vals) -> &'a Kid {
+        fn child(self, thr: &[u32; FANOUT], x: u32) -> usize {
             // SAFETY: as in `pkt`.
-            unsafe { child(n, v) }
+            unsafe { child(thr, x) }
         }
         #[inline(always)]
         fn test(self, e: &Entry, p: &__m512i) -> u16 {
@@ -823,6 +1128,7 @@ fn scan_leaf<'a, K: Kernel>(
     kern: K,
     l: &'a [Entry],
     p: &K::Pkt,
+    lim: u32,
     plain: bool,
     key: Option<&PacketKey>,
 ) -> Option<&'a Entry> {
@@ -833,30 +1139,23 @@ fn scan_leaf<'a, K: Kernel>(
         Some(r) => key.is_some_and(|k| r.matches(k)),
     };
     let mut chunks = l.chunks_exact(CHUNK);
-    // Entry k's test result in bits 16k.. of a word: bits 16k..16k+9 its ranges, bit 16k+10
-    // its priority.
-    const RANGES: u64 = 0x03ff_03ff_03ff_03ff;
-    const PRIOS: u64 = (PRIO_FAIL as u64) * 0x0001_0001_0001_0001;
     for ch in &mut chunks {
-        let mut m = 0u64;
-        for (k, e) in ch.iter().enumerate() {
-            m |= u64::from(kern.test(e, p)) << (16 * k);
+        // Priorities grow along a leaf: once a chunk's first cannot beat the limit, no later
+        // entry can. (Only an early stop: the test checks every entry's priority too.)
+        if ch.first().is_none_or(|e| e.prio >= lim) {
+            return None;
         }
-        // Bit 16k+10 of `(m & RANGES) + RANGES` is set if a range of entry k failed (no carry
-        // crosses into the next entry's bits); of `ev`, if entry k passed or its priority is
-        // too high (and so are all after it).
-        let ranges_fail = (m & RANGES).wrapping_add(RANGES) & PRIOS;
-        let mut ev = (ranges_fail ^ PRIOS) | (m & PRIOS);
-        while ev != 0 {
-            let k = (ev.trailing_zeros() / 16) as usize;
-            if m & (u64::from(PRIO_FAIL) << (16 * k)) != 0 {
-                return None;
-            }
-            let e = ch.get(k)?;
+        // Bit k: entry k's ranges hold the packet and its priority beats the limit.
+        let mut pass = 0u32;
+        for (k, e) in ch.iter().enumerate() {
+            pass |= u32::from(kern.test(e, p) == 0) << k;
+        }
+        while pass != 0 {
+            let e = ch.get(pass.trailing_zeros() as usize)?;
             if rest(e) {
                 return Some(e);
             }
-            ev &= ev - 1;
+            pass &= pass - 1;
         }
     }
     for e in chunks.remainder() {
@@ -894,30 +1193,37 @@ fn burst<K: Kernel>(
         best[..n].fill(None);
         return;
     };
-    let mut roots_by: [&Kid; MAX_TREES] = [first; MAX_TREES];
+    let mut roots_by: [KidRef; MAX_TREES] = [first.as_ref(); MAX_TREES];
     let nt = roots.len().min(MAX_TREES);
-    roots_by[..nt].copy_from_slice(&roots[..nt]);
+    for (r, t) in roots_by.iter_mut().zip(roots) {
+        *r = t.as_ref();
+    }
     // Trees in order of their best priority, so later ones are pruned by earlier matches.
     roots_by[..nt].sort_unstable_by_key(|r| r.best());
     let roots = &roots_by[..nt];
-    let mut cur: [&Kid; MAXW] = [first; MAXW];
+    let mut cur: [KidRef; MAXW] = [first.as_ref(); MAXW];
     for (t, r) in roots.iter().enumerate() {
-        cur[t * LANES..t * LANES + n].fill(r);
+        cur[t * LANES..t * LANES + n].fill(*r);
     }
-    // Walk: every pair still at a node moves one level per pass (until a pass finds none;
-    // a pass over pairs at leaves costs less than keeping a list of those still walking).
-    loop {
-        let mut more = false;
-        for tree in cur[..nt * LANES].chunks_exact_mut(LANES) {
+    // Walk: each tree in its root's height of passes, every packet still at a node moving
+    // one level per pass. The first pass is at the root, where every packet is.
+    for (t, r) in roots.iter().enumerate() {
+        let Some((nd, d)) = r.node() else { continue };
+        let tree = &mut cur[t * LANES..(t + 1) * LANES];
+        for (c, v) in tree[..n].iter_mut().zip(vals) {
+            *c = nd.kids[kern.child(&nd.thr, v[d])].as_ref();
+        }
+        for _ in 1..nd.height {
+            let mut more = false;
             for (c, v) in tree[..n].iter_mut().zip(vals) {
-                if let Kid::Node(nd) = *c {
-                    *c = kern.child(nd, v);
+                if let Some((nd, d)) = c.node() {
+                    *c = nd.kids[kern.child(&nd.thr, v[d])].as_ref();
                     more = true;
                 }
             }
-        }
-        if !more {
-            break;
+            if !more {
+                break;
+            }
         }
     }
     // With several trees, every leaf's best priority first: independent loads of each leaf's
@@ -942,10 +1248,10 @@ fn burst<K: Kernel>(
             if first[w] >= lim {
                 continue;
             }
-            let Kid::Leaf(l) = cur[w] else { continue };
+            let Some(l) = cur[w].leaf() else { continue };
             p = kern.with_lim(p, lim);
             let key = keys.get(usize::from(map[j]));
-            if let Some(e) = scan_leaf(kern, l, &p, plain[j], key) {
+            if let Some(e) = scan_leaf(kern, l, &p, lim, plain[j], key) {
                 lim = e.prio;
                 bent[j] = Some(e);
             }
@@ -953,5 +1259,61 @@ fn burst<K: Kernel>(
     }
     for j in 0..n {
         best[j] = bent[j].map(|e| (e.prio, e.id, e.action));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A leaf too long for its word's count (rules no cut separates), shared between two
+    /// versions of the tree while one of them changes.
+    #[test]
+    fn long_leaf_shared_through_updates() {
+        let key = PacketKey {
+            src: 10u128 << 120,
+            dst: 20u128 << 120,
+            sport: 1000,
+            dport: 80,
+            proto: 6,
+            has_ports: true,
+            ct: ct::NEW,
+            ..PacketKey::default()
+        };
+        let (v, plain) = values(&key);
+        let rule = |id: u32| Rule {
+            id,
+            proto: (6, 0xff),
+            ..Rule::default()
+        };
+        let es: Vec<Entry> = (1..=40).filter_map(|i| Entry::of(i, &rule(i))).collect();
+        let mut budget = isize::MAX;
+        let mut t = build(es, &WHOLE, 0, &mut budget);
+        assert_eq!(t.as_leaf().map(<[Entry]>::len), Some(40));
+        let old = t.clone();
+        for id in 1..=35 {
+            let e = Entry::of(id, &rule(id)).unwrap_or_else(|| unreachable!());
+            assert!(remove(&mut t, &e, &WHOLE));
+        }
+        let e = Entry::of(50, &rule(50)).unwrap_or_else(|| unreachable!());
+        insert(&mut t, &e, &WHOLE, 0);
+        let one = |t: &Kid| lookup_one(t, &v, plain, &key, u32::MAX).map(|f| f.1);
+        assert_eq!(one(&old), Some(1));
+        assert_eq!(one(&t), Some(36));
+        assert_eq!(old.as_leaf().map(<[Entry]>::len), Some(40));
+        assert_eq!(t.as_leaf().map(<[Entry]>::len), Some(6));
+        let mut vals = [[0u32; 8]; LANES];
+        vals[0] = v;
+        let mut pl = [false; LANES];
+        pl[0] = plain;
+        for (tree, want) in [(&old, 1), (&t, 36)] {
+            let mut best = [None; LANES];
+            lookup_burst(&[tree], &vals, &pl, &[key], &[0], &mut best);
+            assert_eq!(best[0].map(|f| f.1), Some(want));
+            lookup_burst_scalar(&[tree], &vals, &pl, &[key], &[0], &mut best);
+            assert_eq!(best[0].map(|f| f.1), Some(want));
+        }
+        drop(old);
+        assert_eq!(one(&t), Some(36));
     }
 }
