@@ -12,6 +12,13 @@
 //! every buffer returns to the mempool.
 //! A packet from another pool (a pcap port's) is copied into an `rte_mbuf` on the way out.
 //!
+//! Where the chain only forwards, not even that conversion is needed: [`Port::rx_native`] and
+//! [`Port::tx_native`] hand bursts of `rte_mbuf`s straight from one ethdev to another
+//! (cut-through, see `pmd::port::native`), touching nothing per packet but its length for the
+//! byte counters. Chained (multi-segment) frames go through untouched there too. Receive side
+//! scaling over several queues hashes addresses and ports, or with [`Spread::Hosts`] only the
+//! addresses (`RTE_ETH_RSS_IP`), so that a connection's fragments reach its queue.
+//!
 //! Offloads, where the device has them: the IPv4 header check on receive, the receive
 //! timestamp (replay), and IPv4/TCP/UDP checksums on transmit for packets whose checksums a
 //! stage left to transmit (`Mbuf::request_tx_csum`: the IPv4 checksum zeroed, the TCP/UDP one
