@@ -391,6 +391,12 @@ mod kid {
     /// The low bits of a word that are not the pointer.
     const TAG: usize = 63;
 
+    /// The pointer in a word, without its tag bits (keeping the word's provenance).
+    #[inline(always)]
+    fn untag<T>(w: *const u8) -> *const T {
+        w.map_addr(|a| a & !TAG).cast()
+    }
+
     /// The line before a leaf's rules.
     #[repr(C, align(64))]
     struct Head {
@@ -428,14 +434,29 @@ mod kid {
 
     /// A subtree (owning: a clone shares it, as an `Arc` does).
     pub struct Kid {
-        w: usize,
+        w: *const u8,
         _own: PhantomData<(Arc<Node>, Arc<Entry>)>,
+    }
+
+    // SAFETY: a `Kid` owns a count of an `Arc<Node>` or of a leaf whose count is atomic, and
+    // gives out only shared access to what it points at (`node_mut` copies first when shared),
+    // exactly as `Arc<Node>` and `Arc<[Entry]>` do; `Node` and `Entry` are `Send + Sync`.
+    unsafe impl Send for Kid {}
+    // SAFETY: as for `Send`.
+    unsafe impl Sync for Kid {}
+
+    /// What the two impls above rely on.
+    #[allow(dead_code)]
+    fn entries_are_send_and_sync() {
+        fn is<T: Send + Sync>() {}
+        is::<Entry>();
+        is::<Arc<Node>>();
     }
 
     /// A borrowed subtree: the word only.
     #[derive(Clone, Copy)]
     pub struct KidRef<'a> {
-        w: usize,
+        w: *const u8,
         _b: PhantomData<&'a Kid>,
     }
 
@@ -469,7 +490,9 @@ mod kid {
                 }
             }
             Kid {
-                w: (p as usize + 64) | LEAF | (n.min(LEN_MAX) << 1),
+                w: p.cast_const()
+                    .wrapping_add(64)
+                    .map_addr(|a| a | LEAF | (n.min(LEN_MAX) << 1)),
                 _own: PhantomData,
             }
         }
@@ -479,7 +502,7 @@ mod kid {
             let dim = usize::from(n.dim) & 7;
             let p = Arc::into_raw(Arc::new(n));
             Kid {
-                w: p as usize | (dim << 1),
+                w: p.cast::<u8>().map_addr(|a| a | (dim << 1)),
                 _own: PhantomData,
             }
         }
@@ -519,26 +542,31 @@ mod kid {
 
         /// The inner node to change, copied first if it is shared (`Arc::make_mut`).
         pub fn node_mut(&mut self) -> Option<&mut Node> {
-            if self.w & LEAF != 0 {
+            if self.w.addr() & LEAF != 0 {
                 return None;
             }
             // SAFETY: a node's word holds the pointer from `Arc::into_raw` and one count of
             // it, which `a` takes over (the word is rewritten below to whatever `a` holds).
-            let mut a = ManuallyDrop::new(unsafe { Arc::from_raw((self.w & !TAG) as *const Node) });
-            let p: *mut Node = Arc::make_mut(&mut a);
-            self.w = p as usize | (self.w & TAG);
+            let mut a = ManuallyDrop::new(unsafe { Arc::from_raw(untag::<Node>(self.w)) });
+            Arc::make_mut(&mut a);
+            // The pointer as `Arc::into_raw` gives it (it reaches the counts too, which the
+            // word needs to give its count back), not the `&mut` that `make_mut` returns.
+            let p = Arc::as_ptr(&a);
+            let tag = self.w.addr() & TAG;
+            self.w = p.cast::<u8>().map_addr(|a| a | tag);
             // SAFETY: `a` is now the only count of its node (`make_mut`), held by the word,
-            // which `&mut self` borrows for the result's lifetime.
-            Some(unsafe { &mut *p })
+            // which `&mut self` borrows for the result's lifetime; `as_ptr` of a unique `Arc`
+            // may be written through, as `Arc::get_mut` does.
+            Some(unsafe { &mut *p.cast_mut() })
         }
 
         /// A leaf's head, unless it is the static empty leaf.
         fn head(&self) -> Option<&Head> {
-            if self.w & LEAF == 0 || (self.w >> 1) & LEN_MAX == 0 {
+            if self.w.addr() & LEAF == 0 || (self.w.addr() >> 1) & LEN_MAX == 0 {
                 return None;
             }
             // SAFETY: an allocated leaf's entries follow its head's line.
-            Some(unsafe { &*((self.w & !TAG) as *const Head).sub(1) })
+            Some(unsafe { &*untag::<Head>(self.w).sub(1) })
         }
     }
 
@@ -546,7 +574,9 @@ mod kid {
         /// The empty leaf.
         fn default() -> Kid {
             Kid {
-                w: (&EMPTY.sentinel as *const Entry as usize) | LEAF,
+                w: (&EMPTY.sentinel as *const Entry)
+                    .cast::<u8>()
+                    .map_addr(|a| a | LEAF),
                 _own: PhantomData,
             }
         }
@@ -554,9 +584,9 @@ mod kid {
 
     impl Clone for Kid {
         fn clone(&self) -> Kid {
-            if self.w & LEAF == 0 {
+            if self.w.addr() & LEAF == 0 {
                 // SAFETY: the word holds a count of this `Arc` (from `Arc::into_raw`).
-                unsafe { Arc::increment_strong_count((self.w & !TAG) as *const Node) };
+                unsafe { Arc::increment_strong_count(untag::<Node>(self.w)) };
             } else if let Some(h) = self.head() {
                 h.refs.fetch_add(1, Ordering::Relaxed);
             }
@@ -569,10 +599,10 @@ mod kid {
 
     impl Drop for Kid {
         fn drop(&mut self) {
-            if self.w & LEAF == 0 {
+            if self.w.addr() & LEAF == 0 {
                 // SAFETY: the word holds a count of this `Arc` (from `Arc::into_raw`), given
                 // back here.
-                unsafe { Arc::decrement_strong_count((self.w & !TAG) as *const Node) };
+                unsafe { Arc::decrement_strong_count(untag::<Node>(self.w)) };
                 return;
             }
             let Some(h) = self.head() else { return };
@@ -581,7 +611,9 @@ mod kid {
             }
             fence(Ordering::Acquire);
             let n = h.len;
-            let hp = (h as *const Head).cast_mut().cast::<u8>();
+            // The allocation's start, from the word (not from `h`, a reference to the head
+            // alone, which may not reach the entries).
+            let hp = untag::<u8>(self.w).wrapping_sub(64).cast_mut();
             // SAFETY: this was the last count: nothing else reads the leaf. Its `n` entries
             // were written by `Kid::leaf` with the allocation's layout.
             unsafe {
@@ -610,25 +642,22 @@ mod kid {
         /// The inner node and its dimension, if it is one.
         #[inline(always)]
         pub fn node(self) -> Option<(&'a Node, usize)> {
-            if self.w & LEAF != 0 {
+            if self.w.addr() & LEAF != 0 {
                 return None;
             }
             // SAFETY: a node's word is its `Arc`'s data pointer and the `Kid` it borrows
             // holds a count of it.
-            Some((
-                unsafe { &*((self.w & !TAG) as *const Node) },
-                (self.w >> 1) & 7,
-            ))
+            Some((unsafe { &*untag::<Node>(self.w) }, (self.w.addr() >> 1) & 7))
         }
 
         /// The leaf's rules, if it is a leaf.
         #[inline(always)]
         pub fn leaf(self) -> Option<&'a [Entry]> {
-            if self.w & LEAF == 0 {
+            if self.w.addr() & LEAF == 0 {
                 return None;
             }
-            let p = (self.w & !TAG) as *const Entry;
-            let mut n = (self.w >> 1) & LEN_MAX;
+            let p = untag::<Entry>(self.w);
+            let mut n = (self.w.addr() >> 1) & LEN_MAX;
             if n == LEN_MAX {
                 // SAFETY: a leaf of `LEN_MAX` rules or more is allocated, after its head.
                 n = unsafe { (*p.cast::<Head>().sub(1)).len };
@@ -645,7 +674,7 @@ mod kid {
             match self.node() {
                 Some((n, _)) => n.best,
                 // SAFETY: every leaf has a first entry (the empty one its sentinel).
-                None => unsafe { (*((self.w & !TAG) as *const Entry)).prio },
+                None => unsafe { (*untag::<Entry>(self.w)).prio },
             }
         }
     }
