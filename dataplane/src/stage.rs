@@ -35,6 +35,10 @@ impl Next {
     /// On to the next stage; after the last stage, out of the egress port the packet carries
     /// ([`Mbuf::set_egress`]), or dropped as [`DropReason::NoEgress`] if none was chosen.
     pub const CONTINUE: Next = Next(0);
+    /// To the control plane (slow path).
+    pub const CONTROL: Next = Next(1);
+    /// Handed to the stage's [`Stage::hold`] (e.g. waiting for a neighbour to resolve).
+    pub const HOLD: Next = Next(2);
 
     /// True when every one of `nexts` is [`Next::CONTINUE`]: an OR of them all, which the
     /// compiler turns into a few vector instructions (a search for the first other one would
@@ -43,10 +47,6 @@ impl Next {
     pub fn all_continue(nexts: &[Next]) -> bool {
         nexts.iter().fold(0, |a, n| a | n.0) == Next::CONTINUE.0
     }
-    /// To the control plane (slow path).
-    pub const CONTROL: Next = Next(1);
-    /// Handed to the stage's [`Stage::hold`] (e.g. waiting for a neighbour to resolve).
-    pub const HOLD: Next = Next(2);
 
     /// Out of port `p` now, skipping the rest of the chain.
     #[inline(always)]
@@ -229,7 +229,7 @@ pub struct Ctx<'a> {
     pub(crate) stage: usize,
     /// Whether this layout can hand packets to other workers ([`Next::handoff`]).
     pub(crate) can_handoff: bool,
-    /// Workers the flow hash alone places packets on (see [`Ctx::flow_worker`]); 0 if not so.
+    /// Workers the flow hash alone places packets on (see [`Ctx::flow_placer`]); 0 if not so.
     pub(crate) flow_workers: usize,
     pub(crate) cache: &'a mut pmd::PoolCache,
     pub(crate) emitted: &'a mut pmd::Burst,

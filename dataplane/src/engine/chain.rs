@@ -136,7 +136,7 @@ pub struct ChainRunner {
     /// run-to-completion workers behind an I/O thread can.
     pub can_handoff: bool,
     /// Workers the I/O thread places packets on by their flow hash alone (no stage steers):
-    /// stages can then tell which worker a flow lives on ([`Ctx::flow_worker`]); 0 otherwise.
+    /// stages can then tell which worker a flow lives on ([`Ctx::flow_placer`]); 0 otherwise.
     pub flow_workers: usize,
     /// Broadcast copies ([`pmd::Mbuf::is_copy`]) consumed: whatever a stage answers for a copy
     /// other than carrying on or holding it, and at the end of the chain.

@@ -34,8 +34,8 @@
 //! work. When a direct worker online has such a chain and all its ports keep their packets in
 //! buffers of one driver that any of them can send (DPDK's `rte_mbuf`s), it moves each received
 //! burst straight to the other port's transmit ([`pmd::port::NativeBurst`]), as
-//! `dpdk-testpmd --forward-mode=io` or VPP's `l2patch` do: the framework then costs nothing per
-//! packet. `[engine] cut_through = false` turns it off (the stage then runs as any other).
+//! `dpdk-testpmd --forward-mode=io` or VPP's `l2patch` do: the framework's only per-packet
+//! work is then reading each packet's length for the byte counters. `[engine] cut_through = false` turns it off (the stage then runs as any other).
 //!
 //! Counters always balance: packets received by ports plus packets created by stages equal
 //! packets sent plus packets dropped, by reason. [`Report::balanced`] checks it and tests
@@ -662,7 +662,7 @@ impl<'a> Engine<'a> {
                     // Handoffs go between run-to-completion workers, through the I/O thread.
                     runner.can_handoff = !pipeline;
                     // Where the flow hash alone places packets, stages may ask it where a
-                    // flow lives (`Ctx::flow_worker`).
+                    // flow lives (`Ctx::flow_placer`).
                     if !pipeline && !opts.steer.as_ref().is_some_and(|s| s.places()) {
                         runner.flow_workers = nworkers;
                     }
@@ -979,7 +979,7 @@ impl Direct {
     }
 
     /// Cut-through: each burst received on port `p` goes to `map[p]`'s transmit as the
-    /// driver's own buffers, with no per-packet work (what `dpdk-testpmd --forward-mode=io`
+    /// driver's own buffers, with no per-packet work but the ports' byte counts (what `dpdk-testpmd --forward-mode=io`
     /// does). The counters are the chain's: received, processed, sent, and what the transmit
     /// will not take after a few tries freed and dropped as `TxFull`.
     fn run_cut_through(

@@ -28,9 +28,8 @@ impl Forward {
         }
         Forward { map }
     }
-}
 
-impl Forward {
+    /// Where packets of input `port` go (`NO_EGRESS`: no rule).
     #[inline(always)]
     fn to(&self, port: u16) -> u16 {
         self.map

@@ -4,7 +4,7 @@
 //! no use for our packet header. Between two ports of one driver that shares its buffers
 //! across devices (DPDK: any ethdev sends any `rte_mbuf`), the engine can hand the received
 //! buffers straight to the other port's transmit, as `dpdk-testpmd --forward-mode=io` or
-//! VPP's `l2patch` do, with no per-packet work at all. [`NativeBurst`] carries them: it is
+//! VPP's `l2patch` do, reading nothing per packet but its length (for the byte counters). [`NativeBurst`] carries them: it is
 //! filled only by [`Port::rx_native`](super::Port::rx_native), emptied by
 //! [`Port::tx_native`](super::Port::tx_native) of a port of the same [`NativeKind`], and frees
 //! whatever it still holds when dropped or [`NativeBurst::free`]d, so no buffer leaks.
@@ -66,11 +66,6 @@ impl NativeBurst {
     #[inline(always)]
     pub fn is_empty(&self) -> bool {
         self.start == self.len
-    }
-
-    /// The kind of what it holds (`None` when it never held anything).
-    pub fn kind(&self) -> Option<NativeKind> {
-        self.kind
     }
 
     /// The buffers still held, from the first.
