@@ -61,7 +61,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::rules::{prefix_mask, Action, PacketKey, Rule};
+use super::rules::{prefix_mask, PacketKey, Rule};
 use super::tree::{self, Kid};
 
 /// Gap between the priorities of consecutive loaded rules.
@@ -337,16 +337,7 @@ impl Table {
     }
 }
 
-/// A match: which rule, its priority and what it does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hit {
-    /// Priority (lower wins).
-    pub prio: u32,
-    /// Rule id.
-    pub id: u32,
-    /// Action.
-    pub action: Action,
-}
+pub use super::tree::Hit;
 
 /// A tuple space over one family's rules.
 #[derive(Debug, Clone, Default)]
@@ -697,14 +688,13 @@ impl Space4 {
     #[inline]
     pub fn classify_one(&self, k: &PacketKey) -> Option<Hit> {
         let (v, plain) = tree::values(k);
-        let mut best: Option<tree::Found> = None;
+        let mut hit: Option<Hit> = None;
         for g in self.order() {
-            let lim = best.map_or(u32::MAX, |b| b.0);
+            let lim = hit.map_or(u32::MAX, |b| b.prio);
             if let Some(f) = tree::lookup_one(&self.trees[g], &v, plain, k, lim) {
-                best = Some(f);
+                hit = Some(f);
             }
         }
-        let hit = best.map(|(prio, id, action)| Hit { prio, id, action });
         if self.rest.tables() == 0 {
             hit
         } else {
@@ -749,16 +739,7 @@ impl Space4 {
             }
         }
         for map in todo.chunks(tree::LANES) {
-            let mut vals = [[0u32; 8]; tree::LANES];
-            let mut plain = [false; tree::LANES];
-            let mut best: [Option<tree::Found>; tree::LANES] = [None; tree::LANES];
-            for (j, &i) in map.iter().enumerate() {
-                (vals[j], plain[j]) = tree::values(&keys[usize::from(i)]);
-            }
-            lookup(&roots[..nr], &vals, &plain, keys, map, &mut best);
-            for (j, &i) in map.iter().enumerate() {
-                out[usize::from(i)] = best[j].map(|(prio, id, action)| Hit { prio, id, action });
-            }
+            lookup(&roots[..nr], keys, map, out);
         }
         if self.rest.tables() > 0 {
             self.rest.refine_burst(keys, todo, out);
@@ -1009,7 +990,7 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
-    use super::super::rules::{ct, linear_first_match, v4};
+    use super::super::rules::{ct, linear_first_match, v4, Action};
     use super::*;
     use proptest::prelude::*;
 

@@ -85,8 +85,10 @@ pub enum Action {
     Reject,
 }
 
-/// The fields a rule can match on, taken from one packet.
+/// The fields a rule can match on, taken from one packet. `repr(C)`: the AVX-512 classifier
+/// reads the addresses, ports and protocol from their offsets (`tree.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
 pub struct PacketKey {
     /// Source address (IPv4 in the top 32 bits).
     pub src: u128,

@@ -297,6 +297,12 @@ impl Entry {
     }
 }
 
+/// True if the packet is plain (see `Entry::matches`).
+#[inline(always)]
+fn is_plain(k: &PacketKey) -> bool {
+    !k.v6 && k.ct & ct::ANY != 0
+}
+
 /// A packet's values in the tree's dimensions, and whether it is plain (see
 /// `Entry::matches`).
 #[inline(always)]
@@ -317,7 +323,7 @@ pub fn values(k: &PacketKey) -> (Vals, bool) {
             0,
             0,
         ],
-        !k.v6 && k.ct & ct::ANY != 0,
+        is_plain(k),
     )
 }
 
@@ -370,9 +376,12 @@ pub use kid::{Kid, KidRef};
 
 /// Subtrees as one tagged word each (an 8-byte child, so a node's sixteen children fill two
 /// lines): an inner node's `Arc` (its data pointer, aligned to 64, with its dimension in bits
-/// 1-3), or a leaf: its rules in priority order, in one allocation after a line holding their
-/// reference count and number (bit 0 set, the number in bits 1-5 when below 31, so a lookup
-/// never reads that line). A leaf without rules is one shared static.
+/// 1-3), or a leaf (bit 0 set, its number of rules in bits 1-5 when below 31, so a lookup never
+/// reads its head for it). A leaf is one allocation: a line of thresholds no value exceeds,
+/// a line holding its own word and its reference count, then its rules in priority order. It
+/// is laid out like a node, so a walk's step reads a leaf as a node whose only child is the
+/// leaf itself and needs no branch on which one it is. A leaf without rules is one shared
+/// static.
 #[allow(unsafe_code)]
 mod kid {
     use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
@@ -382,7 +391,7 @@ mod kid {
     use std::sync::atomic::{fence, AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use super::{Action, Entry, Node, DIMS};
+    use super::{Action, Entry, Kernel, Node, Vals, CHUNK, DIMS, FANOUT};
 
     /// Bit 0 of a leaf's word.
     const LEAF: usize = 1;
@@ -390,6 +399,8 @@ mod kid {
     const LEN_MAX: usize = 31;
     /// The low bits of a word that are not the pointer.
     const TAG: usize = 63;
+    /// Bytes before a leaf's first rule.
+    const HEAD: usize = std::mem::size_of::<Head>();
 
     /// The pointer in a word, without its tag bits (keeping the word's provenance).
     #[inline(always)]
@@ -397,42 +408,72 @@ mod kid {
         w.map_addr(|a| a & !TAG).cast()
     }
 
-    /// The line before a leaf's rules.
+    /// A leaf's first two lines: where a node has its thresholds and its first child, the
+    /// thresholds no value exceeds and the leaf's own word; then its count and length.
     #[repr(C, align(64))]
     struct Head {
+        thr: [u32; FANOUT],
+        me: *const u8,
         refs: AtomicUsize,
         len: usize,
     }
 
-    /// The leaf without rules, with one entry no packet matches, so that a leaf's first
-    /// priority is always its first entry's.
+    // `Node` and a leaf's `Head` agree on where the thresholds and the first child are.
+    const _: () = assert!(std::mem::offset_of!(Head, me) == std::mem::offset_of!(Node, kids));
+    const _: () = assert!(std::mem::offset_of!(Node, thr) == 0 && HEAD == 128);
+
+    // SAFETY: `me` is only the leaf's own address (never written through); the rest is
+    // plain data and an atomic.
+    unsafe impl Sync for Head {}
+    // SAFETY: as for `Sync`.
+    unsafe impl Send for Head {}
+
+    /// An entry no packet matches: it pads a leaf to [`CHUNK`] entries.
+    const SENTINEL: Entry = Entry {
+        lo: [u32::MAX; DIMS],
+        nhi: [u32::MAX; DIMS],
+        prio: u32::MAX,
+        id: u32::MAX,
+        action: Action::Drop,
+        full: None,
+    };
+
+    /// The leaf without rules: only padding, so that a leaf's first priority is always its
+    /// first entry's and every leaf has at least [`CHUNK`] entries to read.
     #[repr(C)]
     struct Empty {
         head: Head,
-        sentinel: Entry,
+        sentinel: [Entry; CHUNK],
     }
 
     static EMPTY: Empty = Empty {
         head: Head {
+            thr: [u32::MAX; FANOUT],
+            me: (&raw const EMPTY).cast::<u8>().wrapping_add(LEAF),
             refs: AtomicUsize::new(1),
             len: 0,
         },
-        sentinel: Entry {
-            lo: [u32::MAX; DIMS],
-            nhi: [u32::MAX; DIMS],
-            prio: u32::MAX,
-            id: u32::MAX,
-            action: Action::Drop,
-            full: None,
-        },
+        sentinel: [SENTINEL; CHUNK],
     };
 
-    /// The allocation of a leaf of `n` rules: its head and its entries.
-    fn layout(n: usize) -> Layout {
-        Layout::from_size_align(64 * (n + 1), 64).unwrap_or_else(|_| Layout::new::<Head>())
+    /// Bytes of the allocation of a leaf of `n` rules.
+    pub(super) fn leaf_bytes(n: usize) -> usize {
+        layout(n).size()
     }
 
-    /// A subtree (owning: a clone shares it, as an `Arc` does).
+    /// Entries a leaf of `n` rules holds: its rules, padded to at least [`CHUNK`].
+    fn padded(n: usize) -> usize {
+        n.max(CHUNK)
+    }
+
+    /// The allocation of a leaf of `n` rules: its head and its (padded) entries.
+    fn layout(n: usize) -> Layout {
+        Layout::from_size_align(HEAD + 64 * padded(n), 64).unwrap_or_else(|_| Layout::new::<Head>())
+    }
+
+    /// A subtree (owning: a clone shares it, as an `Arc` does). `repr(transparent)`: a node's
+    /// children are read as words by [`KidRef::step`].
+    #[repr(transparent)]
     pub struct Kid {
         w: *const u8,
         _own: PhantomData<(Arc<Node>, Arc<Entry>)>,
@@ -467,7 +508,7 @@ mod kid {
                 return Kid::default();
             }
             let lay = layout(n);
-            if lay.size() != 64 * (n + 1) {
+            if lay.size() != HEAD + 64 * padded(n) {
                 // Unreachable: no leaf is near `isize::MAX` bytes.
                 handle_alloc_error(lay);
             }
@@ -476,22 +517,29 @@ mod kid {
             if p.is_null() {
                 handle_alloc_error(lay);
             }
-            // SAFETY: `p` is valid for `64 * (n + 1)` bytes aligned to 64: the head in the
-            // first 64, then `n` entries of 64 bytes each; `es` yields exactly `n`.
+            let w = p
+                .cast_const()
+                .map_addr(|a| a | LEAF | (n.min(LEN_MAX) << 1));
+            // SAFETY: `p` is valid for `HEAD + 64 * padded(n)` bytes aligned to 64: the head,
+            // then `padded(n)` entries of 64 bytes each; `es` yields exactly `n`, padding the
+            // rest.
             unsafe {
                 p.cast::<Head>().write(Head {
+                    thr: [u32::MAX; FANOUT],
+                    me: w,
                     refs: AtomicUsize::new(1),
                     len: n,
                 });
-                let ep = p.add(64).cast::<Entry>();
+                let ep = p.add(HEAD).cast::<Entry>();
                 for (i, e) in es.into_iter().take(n).enumerate() {
                     ep.add(i).write(e);
                 }
+                for i in n..padded(n) {
+                    ep.add(i).write(SENTINEL);
+                }
             }
             Kid {
-                w: p.cast_const()
-                    .wrapping_add(64)
-                    .map_addr(|a| a | LEAF | (n.min(LEN_MAX) << 1)),
+                w,
                 _own: PhantomData,
             }
         }
@@ -564,8 +612,8 @@ mod kid {
             if self.w.addr() & LEAF == 0 || (self.w.addr() >> 1) & LEN_MAX == 0 {
                 return None;
             }
-            // SAFETY: an allocated leaf's entries follow its head's line.
-            Some(unsafe { &*untag::<Head>(self.w).sub(1) })
+            // SAFETY: an allocated leaf's word points at its head.
+            Some(unsafe { &*untag::<Head>(self.w) })
         }
     }
 
@@ -573,9 +621,7 @@ mod kid {
         /// The empty leaf.
         fn default() -> Kid {
             Kid {
-                w: (&EMPTY.sentinel as *const Entry)
-                    .cast::<u8>()
-                    .map_addr(|a| a | LEAF),
+                w: EMPTY.head.me,
                 _own: PhantomData,
             }
         }
@@ -612,13 +658,13 @@ mod kid {
             let n = h.len;
             // The allocation's start, from the word (not from `h`, a reference to the head
             // alone, which may not reach the entries).
-            let hp = untag::<u8>(self.w).wrapping_sub(64).cast_mut();
-            // SAFETY: this was the last count: nothing else reads the leaf. Its `n` entries
-            // were written by `Kid::leaf` with the allocation's layout.
+            let hp = untag::<u8>(self.w).cast_mut();
+            // SAFETY: this was the last count: nothing else reads the leaf. Its `padded(n)`
+            // entries were written by `Kid::leaf` with the allocation's layout.
             unsafe {
                 std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
-                    hp.add(64).cast::<Entry>(),
-                    n,
+                    hp.add(HEAD).cast::<Entry>(),
+                    padded(n),
                 ));
                 dealloc(hp, layout(n));
             }
@@ -638,6 +684,53 @@ mod kid {
     }
 
     impl<'a> KidRef<'a> {
+        /// One step of a walk: the child of this node that holds the packet with values `v`,
+        /// or this leaf itself. No branch: a leaf's head reads as a node's thresholds (none
+        /// that a value exceeds) and first child (the leaf's own word).
+        #[inline(always)]
+        pub(super) fn step<K: Kernel>(self, kern: K, v: &Vals) -> KidRef<'a> {
+            let base = untag::<[u32; FANOUT]>(self.w);
+            // A node's dimension; a leaf's length bits pick some value, which no threshold
+            // of its head is below.
+            let d = (self.w.addr() >> 1) & 7;
+            // SAFETY: the word points at a node or a leaf's head that the `Kid` it borrows
+            // keeps alive; both start with `FANOUT` thresholds.
+            let c = kern.child(unsafe { &*base }, v[d]);
+            // SAFETY: a node has `FANOUT + 1` children after its thresholds' line (`Kid` is
+            // `repr(transparent)` over its word) and `c` is at most `FANOUT`; a leaf's head has
+            // its own word there, and `c` is 0 for it.
+            let w = unsafe {
+                base.cast::<u8>()
+                    .add(std::mem::offset_of!(Node, kids))
+                    .cast::<*const u8>()
+                    .add(c)
+                    .read()
+            };
+            KidRef { w, _b: PhantomData }
+        }
+
+        /// A leaf's first [`CHUNK`] entries (padding among them when it has fewer rules), and
+        /// whether it has more rules than those; `None` for a node.
+        #[inline(always)]
+        pub(super) fn first_chunk(self) -> Option<(&'a [Entry; CHUNK], bool)> {
+            if self.w.addr() & LEAF == 0 {
+                return None;
+            }
+            let h = untag::<Head>(self.w);
+            // The word's count, or `LEN_MAX` for that many or more.
+            let more = (self.w.addr() >> 1) & LEN_MAX > CHUNK;
+            // SAFETY: every leaf has at least `CHUNK` entries after its head (`padded`; the
+            // empty one its sentinels), alive while the `Kid` it borrows is.
+            let c = unsafe { &*h.cast::<u8>().wrapping_add(HEAD).cast::<[Entry; CHUNK]>() };
+            Some((c, more))
+        }
+
+        /// True if it is an inner node.
+        #[inline(always)]
+        pub(super) fn is_node(self) -> bool {
+            self.w.addr() & LEAF == 0
+        }
+
         /// The inner node and its dimension, if it is one.
         #[inline(always)]
         pub fn node(self) -> Option<(&'a Node, usize)> {
@@ -655,12 +748,13 @@ mod kid {
             if self.w.addr() & LEAF == 0 {
                 return None;
             }
-            let p = untag::<Entry>(self.w);
+            let h = untag::<Head>(self.w);
             let mut n = (self.w.addr() >> 1) & LEN_MAX;
             if n == LEN_MAX {
-                // SAFETY: a leaf of `LEN_MAX` rules or more is allocated, after its head.
-                n = unsafe { (*p.cast::<Head>().sub(1)).len };
+                // SAFETY: a leaf of `LEN_MAX` rules or more is allocated, with its head.
+                n = unsafe { (*h).len };
             }
+            let p = h.cast::<u8>().wrapping_add(HEAD).cast::<Entry>();
             // SAFETY: the leaf's `n` entries follow its head (the `Kid` it borrows holds a
             // count of it).
             Some(unsafe { std::slice::from_raw_parts(p, n) })
@@ -672,8 +766,9 @@ mod kid {
         pub fn best(self) -> u32 {
             match self.node() {
                 Some((n, _)) => n.best,
-                // SAFETY: every leaf has a first entry (the empty one its sentinel).
-                None => unsafe { (*untag::<Entry>(self.w)).prio },
+                // SAFETY: every leaf has a first entry after its head (the empty one its
+                // sentinel).
+                None => unsafe { (*untag::<u8>(self.w).add(HEAD).cast::<Entry>()).prio },
             }
         }
     }
@@ -901,19 +996,39 @@ pub fn shape(t: &Kid, depth: usize, s: &mut Shape) {
     s.entries += l.len();
     s.depth = s.depth.max(depth);
     if !l.is_empty() {
-        // The head's line and the entries.
-        s.bytes += 64
-            + std::mem::size_of_val::<[Entry]>(l)
+        // The allocation (the head's two lines and the entries, padded to a chunk) and the
+        // whole rules.
+        s.bytes += kid::leaf_bytes(l.len())
             + l.iter().filter(|e| e.full.is_some()).count() * (16 + std::mem::size_of::<Rule>());
     }
 }
 
-/// A match in a tree: (priority, id, action).
-pub type Found = (u32, u32, Action);
+/// A match: which rule, its priority and what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// Priority (lower wins).
+    pub prio: u32,
+    /// Rule id.
+    pub id: u32,
+    /// Action.
+    pub action: Action,
+}
+
+impl Hit {
+    /// The match of `e`.
+    #[inline(always)]
+    fn of(e: &Entry) -> Hit {
+        Hit {
+            prio: e.prio,
+            id: e.id,
+            action: e.action,
+        }
+    }
+}
 
 /// The best match in `t` for one packet better than `lim` (a priority).
 #[inline]
-pub fn lookup_one(t: &Kid, v: &Vals, plain: bool, k: &PacketKey, lim: u32) -> Option<Found> {
+pub fn lookup_one(t: &Kid, v: &Vals, plain: bool, k: &PacketKey, lim: u32) -> Option<Hit> {
     if t.best() >= lim {
         return None;
     }
@@ -925,13 +1040,13 @@ pub fn lookup_one(t: &Kid, v: &Vals, plain: bool, k: &PacketKey, lim: u32) -> Op
 }
 
 #[inline(always)]
-fn scan(l: &[Entry], v: &Vals, plain: bool, k: &PacketKey, lim: u32) -> Option<Found> {
+fn scan(l: &[Entry], v: &Vals, plain: bool, k: &PacketKey, lim: u32) -> Option<Hit> {
     for e in l {
         if e.prio >= lim {
             break;
         }
         if e.matches(v, plain, k) {
-            return Some((e.prio, e.id, e.action));
+            return Some(Hit::of(e));
         }
     }
     None
@@ -944,6 +1059,8 @@ const PRIO_FAIL: u16 = 1 << 10;
 trait Kernel: Copy {
     /// A packet as [`Kernel::test`] wants it: its values and a priority limit.
     type Pkt: Copy;
+    /// The values of `k` (as [`values`] gives them).
+    fn vals(self, k: &PacketKey) -> Vals;
     /// The packet with values `v` and priority limit `lim` (at least 1).
     fn pkt(self, v: &Vals, lim: u32) -> Self::Pkt;
     /// `p` with priority limit `lim` (at least 1).
@@ -953,6 +1070,17 @@ trait Kernel: Copy {
     /// 0 if `e`'s five ranges hold `p` and its priority is below `p`'s limit; else bits of
     /// what failed, [`PRIO_FAIL`] among them if the priority is not below the limit.
     fn test(self, e: &Entry, p: &Self::Pkt) -> u16;
+    /// The first entry of `c` that [`Kernel::test`] passes, or [`CHUNK`] if none does.
+    #[inline(always)]
+    fn first(self, c: &[Entry; CHUNK], p: &Self::Pkt) -> usize {
+        let mut m = CHUNK;
+        for (k, e) in c.iter().enumerate().rev() {
+            if self.test(e, p) == 0 {
+                m = k;
+            }
+        }
+        m
+    }
 }
 
 /// The portable kernel.
@@ -961,6 +1089,10 @@ struct Scalar;
 
 impl Kernel for Scalar {
     type Pkt = (Vals, u32);
+    #[inline(always)]
+    fn vals(self, k: &PacketKey) -> Vals {
+        values(k).0
+    }
     #[inline(always)]
     fn pkt(self, v: &Vals, lim: u32) -> (Vals, u32) {
         (*v, lim)
@@ -994,7 +1126,7 @@ impl Kernel for Scalar {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Entry, Found, Kernel, Kid, PacketKey, Vals, FANOUT, LANES, PRIO_FAIL};
+    use super::{Entry, Hit, Kernel, Kid, PacketKey, Vals, CHUNK, FANOUT, PRIO_FAIL};
 
     /// Proof that the CPU has the features below (only [`Avx512::detect`] makes one).
     #[derive(Clone, Copy)]
@@ -1006,6 +1138,7 @@ mod avx512 {
         pub(super) fn detect() -> Option<Avx512> {
             (is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("popcnt"))
             .then_some(Avx512(()))
         }
@@ -1013,11 +1146,55 @@ mod avx512 {
 
     // `child` is written for 8- and 16-way nodes.
     const _: () = assert!(FANOUT == 8 || FANOUT == 16);
+    // `first` is written for chunks of four entries.
+    const _: () = assert!(CHUNK == 4);
 
     /// Lanes of the entry compare: five `lo`, five `nhi`, the priority.
     const CMP_LANES: u16 = 0x7ff;
 
-    #[target_feature(enable = "avx512f,avx512vl,popcnt")]
+    /// The 16-bit words of a [`PacketKey`] that [`vals`] reads: its first 46 bytes.
+    const KEY_WORDS: u32 = (1 << 23) - 1;
+    /// Where [`vals`] takes its 16-bit words from: the high halves of the two addresses
+    /// (little-endian `u128`s), the ports and the protocol's word (its high byte, `v6`, is
+    /// masked off); the words between are zeroed.
+    static KEY_PICK: [i16; 32] = [
+        6, 7, 14, 15, 16, 0, 17, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0,
+    ];
+    /// Words of the result that [`KEY_PICK`] fills.
+    const KEY_FILL: u32 = 0x15f;
+    // The layout `vals` reads.
+    const _: () = assert!(
+        std::mem::offset_of!(PacketKey, src) == 0
+            && std::mem::offset_of!(PacketKey, dst) == 16
+            && std::mem::offset_of!(PacketKey, sport) == 32
+            && std::mem::offset_of!(PacketKey, dport) == 34
+            && std::mem::offset_of!(PacketKey, proto) == 36
+            && std::mem::size_of::<PacketKey>() >= 46
+    );
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,popcnt")]
+    #[inline]
+    fn vals(k: &PacketKey) -> Vals {
+        // SAFETY: the mask reads the key's first 46 bytes, all inside it (checked above).
+        let x = unsafe { _mm512_maskz_loadu_epi16(KEY_WORDS, (k as *const PacketKey).cast()) };
+        // SAFETY: `KEY_PICK` is 64 bytes.
+        let pick = unsafe { _mm512_loadu_si512(KEY_PICK.as_ptr().cast()) };
+        let v = _mm512_castsi512_si256(_mm512_maskz_permutexvar_epi16(KEY_FILL, pick, x));
+        let v = _mm256_and_si256(v, _mm256_setr_epi32(-1, -1, -1, -1, 0xff, 0, 0, 0));
+        // A packet without ports looks up with `PORTLESS` in both.
+        let v = _mm256_mask_mov_epi32(
+            v,
+            if k.has_ports { 0 } else { 0b1100 },
+            _mm256_set1_epi32(super::PORTLESS as i32),
+        );
+        let mut out = [0u32; 8];
+        // SAFETY: `out` is 32 bytes.
+        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) };
+        out
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,popcnt")]
     #[inline]
     fn pkt(v: &Vals, lim: u32) -> __m512i {
         // SAFETY: `Vals` is 32 bytes; an unaligned load reads exactly them.
@@ -1032,7 +1209,7 @@ mod avx512 {
         )
     }
 
-    #[target_feature(enable = "avx512f,avx512vl,popcnt")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,popcnt")]
     #[inline]
     fn with_lim(p: __m512i, lim: u32) -> __m512i {
         // A priority is below `lim` when it is at most `lim - 1`. (`lim` is at least 1: it is
@@ -1040,7 +1217,7 @@ mod avx512 {
         _mm512_mask_set1_epi32(p, PRIO_FAIL, lim.saturating_sub(1) as i32)
     }
 
-    #[target_feature(enable = "avx512f,avx512vl,popcnt")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,popcnt")]
     #[inline]
     fn child(thr: &[u32; FANOUT], x: u32) -> usize {
         let c = if FANOUT == 16 {
@@ -1056,7 +1233,21 @@ mod avx512 {
         c as usize
     }
 
-    #[target_feature(enable = "avx512f,avx512vl,popcnt")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,popcnt")]
+    #[inline]
+    fn first(c: &[Entry; CHUNK], p: &__m512i) -> usize {
+        // Each entry's failing lanes, sixteen bits each (the top five always clear), side by
+        // side in one 64-bit mask; the first entry without any is the first group of zeros.
+        let f = |k: usize| _mm512_kunpackw(test(&c[k + 1], p).into(), test(&c[k], p).into());
+        let m: u64 = _mm512_kunpackd(f(2).into(), f(0).into());
+        const ONES: u64 = 0x0001_0001_0001_0001;
+        // The lowest group that is zero has its top bit set here (a borrow only runs upward
+        // from a zero group, past the first one).
+        let z = m.wrapping_sub(ONES) & !m & (ONES << 15);
+        (z.trailing_zeros() / 16) as usize
+    }
+
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,popcnt")]
     #[inline]
     fn test(e: &Entry, p: &__m512i) -> u16 {
         // SAFETY: an `Entry` is `repr(C, align(64))` and 64 bytes: one aligned 512-bit load
@@ -1068,6 +1259,11 @@ mod avx512 {
 
     impl Kernel for Avx512 {
         type Pkt = __m512i;
+        #[inline(always)]
+        fn vals(self, k: &PacketKey) -> Vals {
+            // SAFETY: as in `pkt`.
+            unsafe { vals(k) }
+        }
         #[inline(always)]
         fn pkt(self, v: &Vals, lim: u32) -> __m512i {
             // SAFETY: `self` exists only if the CPU has the features `pkt` enables.
@@ -1088,60 +1284,53 @@ mod avx512 {
             // SAFETY: as in `pkt`.
             unsafe { test(e, p) }
         }
+        #[inline(always)]
+        fn first(self, c: &[Entry; CHUNK], p: &__m512i) -> usize {
+            // SAFETY: as in `pkt`.
+            unsafe { first(c, p) }
+        }
     }
 
     /// [`super::lookup_burst`] with this kernel, compiled for the features it checks.
-    #[target_feature(enable = "avx512f,avx512vl,popcnt")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512bw,popcnt")]
     pub(super) fn lookup_burst(
         kern: Avx512,
         roots: &[&Kid],
-        vals: &[Vals; LANES],
-        plain: &[bool; LANES],
         keys: &[PacketKey],
         map: &[u16],
-        best: &mut [Option<Found>; LANES],
+        out: &mut [Option<Hit>],
     ) {
-        super::burst(kern, roots, vals, plain, keys, map, best);
+        super::burst(kern, roots, keys, map, out);
     }
 }
 
 /// The signature of [`lookup_burst`].
-pub type BurstFn =
-    fn(&[&Kid], &[Vals; LANES], &[bool; LANES], &[PacketKey], &[u16], &mut [Option<Found>; LANES]);
+pub type BurstFn = fn(&[&Kid], &[PacketKey], &[u16], &mut [Option<Hit>]);
 
 /// Looks up `map.len()` (at most [`LANES`]) packets in the trees `roots` together, in
-/// lockstep: lane `j` is the packet `keys[map[j]]` with values `vals[j]`; sets `best[j]` to
-/// the best match in any tree (or `None`). Uses AVX-512 when the CPU has it.
+/// lockstep: for each `i` in `map`, sets `out[i]` to the best match of `keys[i]` in any tree
+/// (or `None`). Uses AVX-512 when the CPU has it.
 #[inline]
 #[allow(unsafe_code)]
-pub fn lookup_burst(
-    roots: &[&Kid],
-    vals: &[Vals; LANES],
-    plain: &[bool; LANES],
-    keys: &[PacketKey],
-    map: &[u16],
-    best: &mut [Option<Found>; LANES],
-) {
+pub fn lookup_burst(roots: &[&Kid], keys: &[PacketKey], map: &[u16], out: &mut [Option<Hit>]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(kern) = avx512::Avx512::detect() {
         // SAFETY: `detect` checked that the CPU has the features the function enables.
-        unsafe { avx512::lookup_burst(kern, roots, vals, plain, keys, map, best) };
+        unsafe { avx512::lookup_burst(kern, roots, keys, map, out) };
         return;
     }
-    burst(Scalar, roots, vals, plain, keys, map, best);
+    burst(Scalar, roots, keys, map, out);
 }
 
 /// The portable [`lookup_burst`] (for tests comparing the kernels).
 #[cfg(test)]
 pub fn lookup_burst_scalar(
     roots: &[&Kid],
-    vals: &[Vals; LANES],
-    plain: &[bool; LANES],
     keys: &[PacketKey],
     map: &[u16],
-    best: &mut [Option<Found>; LANES],
+    out: &mut [Option<Hit>],
 ) {
-    burst(Scalar, roots, vals, plain, keys, map, best);
+    burst(Scalar, roots, keys, map, out);
 }
 
 /// Leaf entries a scan checks together.
@@ -1202,6 +1391,59 @@ fn scan_leaf<'a, K: Kernel>(
     None
 }
 
+/// Walks lanes `..n` of `tree` (each at a node or a leaf of one tree whose root is `height`
+/// levels high) down to their leaves, one level per pass, every lane in each pass (a step
+/// at a leaf keeps it there: see [`KidRef::step`]), so that the passes have no branch that
+/// depends on the packets. Once at most half of the lanes are still at nodes, the passes go
+/// over a list of those instead, rebuilt whenever half of its lanes have reached leaves.
+#[inline(always)]
+fn walk<K: Kernel>(
+    kern: K,
+    tree: &mut [KidRef; LANES],
+    n: usize,
+    vals: &[Vals; LANES],
+    height: u8,
+) {
+    let n = n.min(LANES);
+    let mut pass = 0;
+    let mut left = tree[..n].iter().filter(|c| c.is_node()).count();
+    while pass < height && left * 2 > n {
+        pass += 1;
+        left = 0;
+        for (c, v) in tree[..n].iter_mut().zip(vals) {
+            *c = c.step(kern, v);
+            left += usize::from(c.is_node());
+        }
+    }
+    if left == 0 || pass >= height {
+        return;
+    }
+    let mut act = [0u8; LANES];
+    let mut m = 0;
+    for (j, c) in tree[..n].iter().enumerate() {
+        act[m % LANES] = j as u8;
+        m += usize::from(c.is_node());
+    }
+    while pass < height && m > 0 {
+        pass += 1;
+        left = 0;
+        for &j in &act[..m] {
+            let j = usize::from(j) % LANES;
+            tree[j] = tree[j].step(kern, &vals[j]);
+            left += usize::from(tree[j].is_node());
+        }
+        if left * 2 <= m {
+            let mut k = 0;
+            for i in 0..m {
+                let j = act[i];
+                act[k % LANES] = j;
+                k += usize::from(tree[usize::from(j) % LANES].is_node());
+            }
+            m = k;
+        }
+    }
+}
+
 /// The burst lookup: every (packet, tree) pair walks down one level per pass, so the loads of
 /// all of them are independent of each other; then each packet scans its leaves, trees in
 /// order of their best priority, with the best match so far as the limit.
@@ -1209,18 +1451,30 @@ fn scan_leaf<'a, K: Kernel>(
 fn burst<K: Kernel>(
     kern: K,
     roots: &[&Kid],
-    vals: &[Vals; LANES],
-    plain: &[bool; LANES],
     keys: &[PacketKey],
     map: &[u16],
-    best: &mut [Option<Found>; LANES],
+    out: &mut [Option<Hit>],
 ) {
     const MAXW: usize = LANES * MAX_TREES;
-    let n = map.len().min(LANES);
+    let map = &map[..map.len().min(LANES)];
+    let n = map.len();
     let Some(&first) = roots.first() else {
-        best[..n].fill(None);
+        for &i in map {
+            if let Some(o) = out.get_mut(usize::from(i)) {
+                *o = None;
+            }
+        }
         return;
     };
+    let mut vals = [[0u32; 8]; LANES];
+    let mut plain = [false; LANES];
+    for ((v, p), &i) in vals.iter_mut().zip(&mut plain).zip(map) {
+        if let Some(k) = keys.get(usize::from(i)) {
+            *v = kern.vals(k);
+            *p = is_plain(k);
+        }
+    }
+    let vals = &vals;
     let mut roots_by: [KidRef; MAX_TREES] = [first.as_ref(); MAX_TREES];
     let nt = roots.len().min(MAX_TREES);
     for (r, t) in roots_by.iter_mut().zip(roots) {
@@ -1237,62 +1491,162 @@ fn burst<K: Kernel>(
     // one level per pass. The first pass is at the root, where every packet is.
     for (t, r) in roots.iter().enumerate() {
         let Some((nd, d)) = r.node() else { continue };
-        let tree = &mut cur[t * LANES..(t + 1) * LANES];
+        let Ok(tree) = <&mut [KidRef; LANES]>::try_from(&mut cur[t * LANES..(t + 1) * LANES])
+        else {
+            continue;
+        };
+        // The root's pass on its own: every packet is there.
         for (c, v) in tree[..n].iter_mut().zip(vals) {
             *c = nd.kids[kern.child(&nd.thr, v[d])].as_ref();
         }
-        for _ in 1..nd.height {
-            let mut more = false;
-            for (c, v) in tree[..n].iter_mut().zip(vals) {
-                if let Some((nd, d)) = c.node() {
-                    *c = nd.kids[kern.child(&nd.thr, v[d])].as_ref();
-                    more = true;
-                }
-            }
-            if !more {
-                break;
+        walk(kern, tree, n, vals, nd.height - 1);
+    }
+    if nt == 1 {
+        // One tree: no limit, and each packet's answer goes straight out. The first chunk of
+        // its leaf is read whatever it holds (leaves are padded to a chunk); the leaf's first
+        // match is there for most packets, and then it is the answer unless it needs its
+        // whole rule checked or the packet is not plain.
+        for (j, &i) in map.iter().enumerate() {
+            let Some((c, more)) = cur[j].first_chunk() else {
+                continue;
+            };
+            let p = kern.pkt(&vals[j], u32::MAX);
+            let k = kern.first(c, &p);
+            let e = &c[k % CHUNK];
+            let hit = if k < CHUNK && plain[j] && e.full.is_none() {
+                Some(e)
+            } else if k >= CHUNK && !more {
+                None
+            } else {
+                let from = if k >= CHUNK { CHUNK } else { 0 };
+                let l = cur[j].leaf().unwrap_or_default();
+                let key = keys.get(usize::from(i));
+                scan_leaf(
+                    kern,
+                    l.get(from..).unwrap_or_default(),
+                    &p,
+                    u32::MAX,
+                    plain[j],
+                    key,
+                )
+            };
+            if let Some(o) = out.get_mut(usize::from(i)) {
+                *o = hit.map(Hit::of);
             }
         }
+        return;
     }
-    // With several trees, every leaf's best priority first: independent loads of each leaf's
-    // first entry, which all overlap (and bring the line the scan reads first); a leaf that
-    // cannot beat the packet's best match so far is not scanned. (With one tree there is
-    // nothing to prune, and the pass costs more than its loads save.)
+    // Every (packet, tree) pair's first chunk of its leaf, in one pass without a branch
+    // that depends on the packets (leaves are padded to a chunk): the loads of all pairs
+    // overlap, and the leaf's first match is in its first chunk for most packets.
+    let pk: [K::Pkt; LANES] = std::array::from_fn(|j| kern.pkt(&vals[j], u32::MAX));
+    let mut hits = [0u8; LANES];
+    for ((h, c), p) in hits.iter_mut().zip(&cur[..n]).zip(&pk) {
+        if let Some((c, _)) = c.first_chunk() {
+            *h = kern.first(c, p) as u8;
+        }
+    }
+    // With several trees, the leaves of the others: their best priorities, independent loads
+    // which all overlap (and bring the line a scan reads first); a leaf that cannot beat the
+    // packet's best match so far is not scanned.
     let mut first = [0u32; MAXW];
-    if nt > 1 {
-        for t in 0..nt {
-            for j in 0..n {
-                let w = t * LANES + j;
-                first[w] = cur[w].best();
-            }
+    for t in 1..nt {
+        for j in 0..n {
+            let w = t * LANES + j;
+            first[w] = cur[w].best();
         }
     }
+    // Then each packet: a tree's answer is the first entry that passed in its chunk, when
+    // the packet is plain and the entry needs nothing more; otherwise (a whole rule to
+    // check, or nothing in the chunk and more rules after it) its leaf is scanned, with the
+    // best match so far as the limit.
     let mut bent: [Option<&Entry>; LANES] = [None; LANES];
-    for j in 0..n {
+    for (j, be) in bent.iter_mut().enumerate().take(n) {
         let mut lim = u32::MAX;
-        let mut p = kern.pkt(&vals[j], lim);
         for t in 0..nt {
             let w = t * LANES + j;
-            if first[w] >= lim {
+            let Some((c, more)) = cur[w].first_chunk() else {
                 continue;
-            }
+            };
+            let k = usize::from(hits[j]);
+            let from = if t > 0 {
+                if first[w] >= lim {
+                    continue;
+                }
+                0
+            } else if k < CHUNK {
+                let e = &c[k % CHUNK];
+                if plain[j] && e.full.is_none() {
+                    if e.prio < lim {
+                        lim = e.prio;
+                        *be = Some(e);
+                    }
+                    continue;
+                }
+                0
+            } else if more {
+                CHUNK
+            } else {
+                continue;
+            };
             let Some(l) = cur[w].leaf() else { continue };
-            p = kern.with_lim(p, lim);
+            let l = l.get(from..).unwrap_or_default();
             let key = keys.get(usize::from(map[j]));
+            let p = kern.with_lim(pk[j], lim);
             if let Some(e) = scan_leaf(kern, l, &p, lim, plain[j], key) {
                 lim = e.prio;
-                bent[j] = Some(e);
+                *be = Some(e);
             }
         }
     }
-    for j in 0..n {
-        best[j] = bent[j].map(|e| (e.prio, e.id, e.action));
+    for (e, &i) in bent.iter().zip(map) {
+        if let Some(o) = out.get_mut(usize::from(i)) {
+            *o = e.map(Hit::of);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The AVX-512 kernel reads a key's values from its bytes; they must be what `values`
+    /// gives, for keys with and without ports and with every byte around them set.
+    #[test]
+    fn kernel_values_are_the_portable_ones() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let Some(kern) = avx512::Avx512::detect() else {
+                println!("skipped: this CPU has no AVX-512");
+                return;
+            };
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let mut next = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            for i in 0..2000 {
+                let k = PacketKey {
+                    src: u128::from(next()) << 64 | u128::from(next()),
+                    dst: u128::from(next()) << 64 | u128::from(next()),
+                    sport: next() as u16,
+                    dport: next() as u16,
+                    proto: next() as u8,
+                    v6: i % 3 == 0,
+                    has_ports: i % 2 == 0,
+                    has_icmp: true,
+                    icmp_type: 0xff,
+                    icmp_code: 0xff,
+                    tcp_flags: 0xff,
+                    ct: 0xff,
+                    in_port: 0xffff,
+                };
+                assert_eq!(kern.vals(&k), values(&k).0, "{k:?}");
+            }
+        }
+    }
 
     /// A leaf too long for its word's count (rules no cut separates), shared between two
     /// versions of the tree while one of them changes.
@@ -1325,21 +1679,18 @@ mod tests {
         }
         let e = Entry::of(50, &rule(50)).unwrap_or_else(|| unreachable!());
         insert(&mut t, &e, &WHOLE, 0);
-        let one = |t: &Kid| lookup_one(t, &v, plain, &key, u32::MAX).map(|f| f.1);
+        let one = |t: &Kid| lookup_one(t, &v, plain, &key, u32::MAX).map(|f| f.id);
         assert_eq!(one(&old), Some(1));
         assert_eq!(one(&t), Some(36));
         assert_eq!(old.as_leaf().map(<[Entry]>::len), Some(40));
         assert_eq!(t.as_leaf().map(<[Entry]>::len), Some(6));
-        let mut vals = [[0u32; 8]; LANES];
-        vals[0] = v;
-        let mut pl = [false; LANES];
-        pl[0] = plain;
         for (tree, want) in [(&old, 1), (&t, 36)] {
-            let mut best = [None; LANES];
-            lookup_burst(&[tree], &vals, &pl, &[key], &[0], &mut best);
-            assert_eq!(best[0].map(|f| f.1), Some(want));
-            lookup_burst_scalar(&[tree], &vals, &pl, &[key], &[0], &mut best);
-            assert_eq!(best[0].map(|f| f.1), Some(want));
+            let mut out = [None];
+            lookup_burst(&[tree], &[key], &[0], &mut out);
+            assert_eq!(out[0].map(|f| f.id), Some(want));
+            out = [None];
+            lookup_burst_scalar(&[tree], &[key], &[0], &mut out);
+            assert_eq!(out[0].map(|f| f.id), Some(want));
         }
         drop(old);
         assert_eq!(one(&t), Some(36));
