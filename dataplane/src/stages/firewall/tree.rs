@@ -1513,27 +1513,28 @@ fn burst<K: Kernel>(
         // its leaf is read whatever it holds (leaves are padded to a chunk); the leaf's first
         // match is there for most packets, and then it is the answer unless it needs its
         // whole rule checked or the packet is not plain.
-        for (j, &i) in map.iter().enumerate() {
-            let Some((c, more)) = cur[j].first_chunk() else {
+        let lanes = cur[..n].iter().zip(vals).zip(&plain).zip(map);
+        for (((w, v), &plain), &i) in lanes {
+            let Some((c, more)) = w.first_chunk() else {
                 continue;
             };
-            let p = kern.pkt(&vals[j], u32::MAX);
+            let p = kern.pkt(v, u32::MAX);
             let k = kern.first(c, &p);
             let e = &c[k % CHUNK];
-            let hit = if k < CHUNK && plain[j] && e.full.is_none() {
+            let hit = if k < CHUNK && plain && e.full.is_none() {
                 Some(e)
             } else if k >= CHUNK && !more {
                 None
             } else {
                 let from = if k >= CHUNK { CHUNK } else { 0 };
-                let l = cur[j].leaf().unwrap_or_default();
+                let l = w.leaf().unwrap_or_default();
                 let key = keys.get(usize::from(i));
                 scan_leaf(
                     kern,
                     l.get(from..).unwrap_or_default(),
                     &p,
                     u32::MAX,
-                    plain[j],
+                    plain,
                     key,
                 )
             };
