@@ -85,10 +85,8 @@ pub enum Action {
     Reject,
 }
 
-/// The fields a rule can match on, taken from one packet. `repr(C)`: the AVX-512 classifier
-/// reads the addresses, ports and protocol from their offsets (`tree.rs`).
+/// The fields a rule can match on, taken from one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(C)]
 pub struct PacketKey {
     /// Source address (IPv4 in the top 32 bits).
     pub src: u128,

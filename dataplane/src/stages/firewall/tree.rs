@@ -13,10 +13,13 @@
 //! line), and its children, one 8-byte word each (two lines); the child is the number of
 //! thresholds the packet's value exceeds: sixteen independent compares, one 512-bit compare
 //! and a population count with AVX-512. A child's word ([`Kid`]) is a tagged pointer: to an
-//! inner node, with the node's dimension in its low bits, or to a leaf's rules, with their
-//! number. A leaf is at most a few dozen rules in priority order, each as its five ranges, in
-//! one allocation after a line holding its reference count; they are checked in priority order
-//! and the first that matches is the leaf's answer.
+//! inner node, with the node's dimension in its low bits, or to a leaf, with its number of
+//! rules. A leaf is at most a few dozen rules in priority order, each as its five ranges, in
+//! one allocation after two head lines laid out like a node's first two: sixteen thresholds
+//! that no value exceeds and, where a node's first child is, the leaf's own word (then its
+//! reference count), so a walk's step reads a leaf as a node whose child is the leaf itself.
+//! A leaf of fewer than four rules is padded to four with entries no packet matches. Its
+//! rules are checked in priority order and the first that matches is the leaf's answer.
 //!
 //! Dimensions are `[src, dst, sport, dport, proto]` as `u32` ranges. Ports take one extra value,
 //! [`PORTLESS`] (65536): a packet without ports looks up with it, and only a rule whose port
@@ -50,18 +53,26 @@
 //! # Lookups
 //!
 //! A burst walks each tree in lockstep: every packet moves down one level per pass, so their
-//! loads are independent of each other and overlap in the out-of-order core instead of waiting
-//! one after the other. The first pass is at the root, where every packet is; the walk stops
-//! after the root's height of passes, or after a pass that moved none. A step reads the node's
-//! thresholds' line, the packet's value in the dimension its word names, and the one child
-//! word it picks. With several trees, one pass then reads the first
-//! rule's priority of every leaf reached (again independent loads, which bring in the line the
-//! scan reads first). Each packet's leaves are scanned with the best priority found so far as
-//! the limit, skipping a leaf whose first rule cannot beat it. A scan checks four entries at a
-//! time (their four lines load together, and their results become four bits) and costs one
-//! branch per four entries unless one of them matched, plus one that stops it once a chunk's
-//! first priority cannot beat the limit. Entries and nodes are aligned to cache lines (an
-//! entry is exactly one line).
+//! loads are independent of each other and overlap in the out-of-order core instead of
+//! waiting one after the other. The first pass is at the root, where every packet is. The next passes step every packet, those already at their leaves too (a leaf steps to
+//! itself), so no branch depends on where a packet is; once at most half of the packets are
+//! still at nodes, the passes go over a list of those instead, rebuilt whenever half of it has
+//! arrived, until the root's height of passes is done. A step reads the node's thresholds'
+//! line, the packet's value in the dimension its word names, and the one child word it picks.
+//!
+//! With one tree, each packet then checks the first four entries of its leaf, whatever they
+//! hold (four independent compares, their failing lanes side by side in one 64-bit mask, the
+//! first all-zero group found without a branch); the first that passed is the answer when the
+//! packet is plain and the entry needs nothing more, and it goes straight to the caller's
+//! output. Otherwise (a whole rule to check, a packet that is not plain, or nothing in the
+//! first four and more rules after them) the leaf is scanned as below. With several trees the
+//! first tree's first four entries are checked the same way for every packet, then one pass
+//! reads the first rule's priority of every other tree's leaf, and each packet's other leaves
+//! are scanned with the best priority found so far as the limit, skipping a leaf whose first
+//! rule cannot beat it. A scan checks four entries at a time (their four lines load together,
+//! and their results become four bits) and costs one branch per four entries unless one of
+//! them matched, plus one that stops it once a chunk's first priority cannot beat the limit.
+//! Entries and nodes are aligned to cache lines (an entry is exactly one line).
 //!
 //! On a CPU with AVX-512 (checked at run time; the portable code is the fallback and the tests
 //! compare both with the linear scan) an entry check is one 512-bit compare: an entry's first
@@ -158,6 +169,41 @@
 //! is one word (two threshold lines, 33 children): acl1_10K 7 % and ipc1_1K 2 % faster, fw1_1K
 //! 11 % and fw1_10K 15 % slower, memory up by a third to double (fw1_1K 0.33 -> 0.70 MiB,
 //! ipc1_10K 3.06 -> 4.58), single-rule updates a little slower (acl1_10K deletes 4.9 µs).
+//!
+//! A third round on 2026-12-07 (interleaved runs of the bench binary, `bench firewall --algs
+//! avx512x32 --secs 0.3 --core 0 --no-peer`, the least cycles per classification of seven
+//! runs; acl1_1K, fw1_1K, ipc1_1K, acl1_10K, fw1_10K, ipc1_10K; the machine's speed drifted by
+//! up to 15 % over the hour, so each step is against the one before it in the same runs). A
+//! profile of acl1_1K (2.8 levels and 2.2 entries a packet on average, the tree 5 levels
+//! high) put 43 % of the time in the walk, mostly in its branch on whether a packet was at a
+//! leaf yet, 30 % in the scans and 13 % in the caller's copying of keys and answers. Each
+//! step: the leaf read as a node whose child is itself, every packet stepped in every pass,
+//! and a list of the packets still walking once half have arrived: 43 75 39 59 83 91 -> 40 66
+//! 37 56 88 82 (the list is what wins: stepping every packet until the end alone gained
+//! nothing on the 10K sets); the burst reading the keys and writing the answers itself (one
+//! copy fewer each): 45 78 40 63 86 98 -> 37 66 35 57 85 82; the first four entries of a
+//! one-tree leaf read unconditionally (leaves padded to four) and the answer written from
+//! that loop: 42 75 40 62 94 91 -> 38 69 36 57 100 85 (reading the first four of every tree's
+//! leaf was 10-15 % slower on fw1_10K and ipc1_10K, so only the first tree's are); the first
+//! passing entry of four found from one 64-bit mask: 1-2 cycles on the 1K sets; two packets
+//! per iteration in the full passes, counting those still walking afterwards: 35 65 33 57
+//! 100 89 -> 35 66 33 49 97 82. Together, `bench firewall --runs 3` against rte_acl's
+//! avx512x32 in the same run went from 0.717 0.834 0.878 0.953 1.298 1.170 (geometric mean
+//! 0.955) to 0.989 1.070 1.133 1.222 1.248 1.447 (1.18). Memory grew by the leaves' second
+//! head line and the padding: acl1_1K 0.31 -> 0.36 MiB, fw1_10K 1.46 -> 3.27, ipc1_10K 3.06
+//! -> 3.62.
+//!
+//! What did not work in that round: reading each key's values with one AVX-512 masked load
+//! and permute (no change, and it needed a fixed layout of `PacketKey`); switching to the
+//! list when two thirds instead of half have arrived, or only at an eighth, or never (no
+//! change on the 1K sets, the last 5-15 % slower on the 10K ones); masked loads for the first
+//! four entries instead of padding short leaves (4-6 cycles slower on every set); checking
+//! the first eight entries unconditionally (fw1 25 % slower, the rest no faster); the
+//! remaining passes over the list without any test of whether they are done, the packets
+//! already at leaves scanned first so as to overlap with them (10K sets 7-12 % slower);
+//! 32-way nodes again (acl1_1K 35 against 32, fw1_1K 71 against 58, memory up to double);
+//! stopping the build at 8 rules per leaf (ipc1_1K needs two trees, 64 cycles against 35);
+//! leaves of up to 24 rules below depth 3 or 4 (within the noise, memory down by a third).
 
 use std::sync::Arc;
 
@@ -297,12 +343,6 @@ impl Entry {
     }
 }
 
-/// True if the packet is plain (see `Entry::matches`).
-#[inline(always)]
-fn is_plain(k: &PacketKey) -> bool {
-    !k.v6 && k.ct & ct::ANY != 0
-}
-
 /// A packet's values in the tree's dimensions, and whether it is plain (see
 /// `Entry::matches`).
 #[inline(always)]
@@ -323,7 +363,7 @@ pub fn values(k: &PacketKey) -> (Vals, bool) {
             0,
             0,
         ],
-        is_plain(k),
+        !k.v6 && k.ct & ct::ANY != 0,
     )
 }
 
@@ -1059,8 +1099,6 @@ const PRIO_FAIL: u16 = 1 << 10;
 trait Kernel: Copy {
     /// A packet as [`Kernel::test`] wants it: its values and a priority limit.
     type Pkt: Copy;
-    /// The values of `k` (as [`values`] gives them).
-    fn vals(self, k: &PacketKey) -> Vals;
     /// The packet with values `v` and priority limit `lim` (at least 1).
     fn pkt(self, v: &Vals, lim: u32) -> Self::Pkt;
     /// `p` with priority limit `lim` (at least 1).
@@ -1089,10 +1127,6 @@ struct Scalar;
 
 impl Kernel for Scalar {
     type Pkt = (Vals, u32);
-    #[inline(always)]
-    fn vals(self, k: &PacketKey) -> Vals {
-        values(k).0
-    }
     #[inline(always)]
     fn pkt(self, v: &Vals, lim: u32) -> (Vals, u32) {
         (*v, lim)
@@ -1151,48 +1185,6 @@ mod avx512 {
 
     /// Lanes of the entry compare: five `lo`, five `nhi`, the priority.
     const CMP_LANES: u16 = 0x7ff;
-
-    /// The 16-bit words of a [`PacketKey`] that [`vals`] reads: its first 46 bytes.
-    const KEY_WORDS: u32 = (1 << 23) - 1;
-    /// Where [`vals`] takes its 16-bit words from: the high halves of the two addresses
-    /// (little-endian `u128`s), the ports and the protocol's word (its high byte, `v6`, is
-    /// masked off); the words between are zeroed.
-    static KEY_PICK: [i16; 32] = [
-        6, 7, 14, 15, 16, 0, 17, 0, 18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0,
-    ];
-    /// Words of the result that [`KEY_PICK`] fills.
-    const KEY_FILL: u32 = 0x15f;
-    // The layout `vals` reads.
-    const _: () = assert!(
-        std::mem::offset_of!(PacketKey, src) == 0
-            && std::mem::offset_of!(PacketKey, dst) == 16
-            && std::mem::offset_of!(PacketKey, sport) == 32
-            && std::mem::offset_of!(PacketKey, dport) == 34
-            && std::mem::offset_of!(PacketKey, proto) == 36
-            && std::mem::size_of::<PacketKey>() >= 46
-    );
-
-    #[target_feature(enable = "avx512f,avx512vl,avx512bw,popcnt")]
-    #[inline]
-    fn vals(k: &PacketKey) -> Vals {
-        // SAFETY: the mask reads the key's first 46 bytes, all inside it (checked above).
-        let x = unsafe { _mm512_maskz_loadu_epi16(KEY_WORDS, (k as *const PacketKey).cast()) };
-        // SAFETY: `KEY_PICK` is 64 bytes.
-        let pick = unsafe { _mm512_loadu_si512(KEY_PICK.as_ptr().cast()) };
-        let v = _mm512_castsi512_si256(_mm512_maskz_permutexvar_epi16(KEY_FILL, pick, x));
-        let v = _mm256_and_si256(v, _mm256_setr_epi32(-1, -1, -1, -1, 0xff, 0, 0, 0));
-        // A packet without ports looks up with `PORTLESS` in both.
-        let v = _mm256_mask_mov_epi32(
-            v,
-            if k.has_ports { 0 } else { 0b1100 },
-            _mm256_set1_epi32(super::PORTLESS as i32),
-        );
-        let mut out = [0u32; 8];
-        // SAFETY: `out` is 32 bytes.
-        unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), v) };
-        out
-    }
 
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,popcnt")]
     #[inline]
@@ -1259,11 +1251,7 @@ mod avx512 {
 
     impl Kernel for Avx512 {
         type Pkt = __m512i;
-        #[inline(always)]
-        fn vals(self, k: &PacketKey) -> Vals {
-            // SAFETY: as in `pkt`.
-            unsafe { vals(k) }
-        }
+
         #[inline(always)]
         fn pkt(self, v: &Vals, lim: u32) -> __m512i {
             // SAFETY: `self` exists only if the CPU has the features `pkt` enables.
@@ -1477,8 +1465,7 @@ fn burst<K: Kernel>(
     let mut plain = [false; LANES];
     for ((v, p), &i) in vals.iter_mut().zip(&mut plain).zip(map) {
         if let Some(k) = keys.get(usize::from(i)) {
-            *v = kern.vals(k);
-            *p = is_plain(k);
+            (*v, *p) = values(k);
         }
     }
     let vals = &vals;
@@ -1617,44 +1604,6 @@ fn burst<K: Kernel>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The AVX-512 kernel reads a key's values from its bytes; they must be what `values`
-    /// gives, for keys with and without ports and with every byte around them set.
-    #[test]
-    fn kernel_values_are_the_portable_ones() {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let Some(kern) = avx512::Avx512::detect() else {
-                println!("skipped: this CPU has no AVX-512");
-                return;
-            };
-            let mut x = 0x9e37_79b9_7f4a_7c15u64;
-            let mut next = || {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x
-            };
-            for i in 0..2000 {
-                let k = PacketKey {
-                    src: u128::from(next()) << 64 | u128::from(next()),
-                    dst: u128::from(next()) << 64 | u128::from(next()),
-                    sport: next() as u16,
-                    dport: next() as u16,
-                    proto: next() as u8,
-                    v6: i % 3 == 0,
-                    has_ports: i % 2 == 0,
-                    has_icmp: true,
-                    icmp_type: 0xff,
-                    icmp_code: 0xff,
-                    tcp_flags: 0xff,
-                    ct: 0xff,
-                    in_port: 0xffff,
-                };
-                assert_eq!(kern.vals(&k), values(&k).0, "{k:?}");
-            }
-        }
-    }
 
     /// A leaf too long for its word's count (rules no cut separates), shared between two
     /// versions of the tree while one of them changes.
