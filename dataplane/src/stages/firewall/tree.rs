@@ -188,11 +188,13 @@
 //! leaf was 10-15 % slower on fw1_10K and ipc1_10K, so only the first tree's are); the first
 //! passing entry of four found from one 64-bit mask: 1-2 cycles on the 1K sets; two packets
 //! per iteration in the full passes, counting those still walking afterwards: 35 65 33 57
-//! 100 89 -> 35 66 33 49 97 82. Together, `bench firewall --runs 3` against rte_acl's
-//! avx512x32 in the same run went from 0.717 0.834 0.878 0.953 1.298 1.170 (geometric mean
-//! 0.955) to 0.989 1.070 1.133 1.222 1.248 1.447 (1.18). Memory grew by the leaves' second
-//! head line and the padding: acl1_1K 0.31 -> 0.36 MiB, fw1_10K 1.46 -> 3.27, ipc1_10K 3.06
-//! -> 3.62.
+//! 100 89 -> 35 66 33 49 97 82; each node's dimension chosen by its largest child plus twice
+//! its average child instead of the average alone (the passes follow the deepest path): 37
+//! 69 36 55 100 92 -> 34 69 36 58 100 94. Together, `bench firewall --runs 3` against
+//! rte_acl's avx512x32 in the same run went from 0.717 0.834 0.878 0.953 1.298 1.170
+//! (geometric mean 0.955) to 1.060 1.070 1.158 1.194 1.262 1.474 (1.195). Memory grew by the
+//! leaves' second head line and the padding, and by the deeper trees' choice: acl1_1K 0.31 ->
+//! 0.44 MiB, acl1_10K 3.01 -> 4.96, fw1_10K 1.46 -> 3.27, ipc1_10K 3.06 -> 3.67.
 //!
 //! What did not work in that round: reading each key's values with one AVX-512 masked load
 //! and permute (no change, and it needed a fixed layout of `PacketKey`); switching to the
@@ -205,10 +207,8 @@
 //! 32-way nodes again (acl1_1K 35 against 32, fw1_1K 71 against 58, memory up to double);
 //! stopping the build at 8 rules per leaf (ipc1_1K needs two trees, 64 cycles against 35);
 //! leaves of up to 24 rules below depth 3 or 4 (within the noise, memory down by a third).
-//! Choosing each node's dimension by its largest child plus twice its average child instead
-//! of by the average alone (the walk's passes follow the deepest path): 37 69 36 55 100 92 ->
-//! 34 69 36 58 100 94, memory up (acl1_1K 0.36 -> 0.44 MiB, acl1_10K 3.52 -> 4.96); by the
-//! largest child plus the average, acl1_10K was 63 and 8.2 MiB.
+//! Choosing each node's dimension by its largest child plus the average (not twice it):
+//! acl1_10K 63 cycles against 58, in 8.2 MiB.
 
 use std::sync::Arc;
 
