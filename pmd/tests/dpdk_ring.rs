@@ -57,6 +57,20 @@ fn every_mbuf_back_once(cache: &mut pmd::PoolCache, count: usize) {
     }
 }
 
+/// Receives from `port`'s queue 0 until it is empty, freeing every buffer; the frames' bytes
+/// in the order they came.
+fn drain(port: &mut DpdkPort, cache: &mut pmd::PoolCache) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    loop {
+        let mut back = Burst::new();
+        if port.rx_burst(0, cache, &mut back, 32).unwrap() == 0 {
+            return got;
+        }
+        got.extend(back.as_slice().iter().map(|m| m.data().to_vec()));
+        cache.free_burst(&mut back);
+    }
+}
+
 /// A frame of `len` bytes whose every byte says which packet it is.
 fn frame(i: usize, len: usize) -> Vec<u8> {
     (0..len).map(|k| (i * 7 + k) as u8).collect()
@@ -262,16 +276,7 @@ fn a_full_ring_leaves_the_rest_of_a_burst_and_frees_nothing_twice() {
         }
     }
     assert!(partial, "the ring filled up");
-    let mut got = 0;
-    loop {
-        let mut back = Burst::new();
-        let g = port.rx_burst(0, &mut cache, &mut back, 32).unwrap();
-        if g == 0 {
-            break;
-        }
-        got += g;
-        cache.free_burst(&mut back);
-    }
+    let got = drain(&mut port, &mut cache).len();
     assert_eq!(got, sent_total, "everything sent comes back once");
     every_mbuf_back_once(&mut cache, 4095);
     drop(cache);
@@ -313,15 +318,7 @@ fn cut_through_moves_mbufs_between_devices_and_frees_the_refused_once() {
         assert_eq!(b.tx_native(0, &mut nb).unwrap(), n);
         assert!(nb.is_empty());
     }
-    let mut got = Vec::new();
-    loop {
-        let mut back = Burst::new();
-        if b.rx_burst(0, &mut cache, &mut back, 32).unwrap() == 0 {
-            break;
-        }
-        got.extend(back.as_slice().iter().map(|m| m.data().to_vec()));
-        cache.free_burst(&mut back);
-    }
+    let got = drain(&mut b, &mut cache);
     assert_eq!(got, expect, "same bytes, same order");
     let bytes: u64 = expect.iter().map(|f| f.len() as u64).sum();
     assert_eq!((a.stats().rx_packets, a.stats().rx_bytes), (64, bytes));
@@ -354,16 +351,7 @@ fn cut_through_moves_mbufs_between_devices_and_frees_the_refused_once() {
         64 + sent as u64,
         "only what was taken counts as sent"
     );
-    let mut drained = 0;
-    loop {
-        let mut back = Burst::new();
-        let g = b.rx_burst(0, &mut cache, &mut back, 32).unwrap();
-        if g == 0 {
-            break;
-        }
-        drained += g;
-        cache.free_burst(&mut back);
-    }
+    let drained = drain(&mut b, &mut cache).len();
     assert_eq!(drained, sent);
     // A burst dropped with mbufs in it frees them too.
     let mut burst = Burst::new();
